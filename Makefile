@@ -1,0 +1,42 @@
+# The README's commands. Each target sets up .venv with the pinned dependencies on its own.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export MLOPS_HOME ?= $(CURDIR)/.mlops
+export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster_home
+
+.PHONY: install demo test test-fast lint format dev serve bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: train, backfill daily monitoring, alert, retrain, register; then a summary
+demo: $(STAMP)
+	$(BIN)/python -m mlops_assets.demo
+
+## make test: the whole suite (real data from ../shared/data/nyc-tlc when present)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## make dev: the Dagster UI + daemon on http://localhost:3000 (runs kept in $(DAGSTER_HOME))
+dev: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

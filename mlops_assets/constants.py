@@ -1,0 +1,33 @@
+"""Names used across the code location: asset names, groups, jobs, checks, tags.
+
+An asset key is ``[<model spec name>, <asset name>]``; each model spec is its own group.
+"""
+
+# Asset names (the last part of each asset key).
+TRIPS = "trips"
+DURATION_MODEL = "duration_model"
+PREDICTIONS = "predictions"
+DRIFT_METRICS = "drift_metrics"
+DUMMY_METRICS = "dummy_metrics"
+RETRAINED_MODEL = "retrained_model"
+
+# Jobs keep the original Airflow design's DAG names where they map.
+TRAIN_JOB = "train_duration_model"
+MONITORING_JOB = "metrics_backfill_to_postgres"
+
+# Asset checks.
+CHECK_TRIPS_SCHEMA = "canonical_schema"
+CHECK_TRIPS_NOT_EMPTY = "rows_on_weekdays"
+CHECK_TRIPS_DURATION = "duration_within_bounds"
+CHECK_MODEL_RMSE = "holdout_rmse_beats_mean"
+CHECK_DRIFT_THRESHOLD = "prediction_drift_below_threshold"
+
+# Resource keys.
+TRIP_SOURCE = "trip_source"
+PARQUET_IO = "parquet_io_manager"
+PICKLE_IO = "io_manager"
+
+# Kinds shown as badges in the Dagster UI.
+KIND_PANDAS = "pandas"
+KIND_PARQUET = "parquet"
+KIND_SKLEARN = "scikitlearn"

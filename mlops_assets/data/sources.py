@@ -1,0 +1,261 @@
+"""Where monthly TLC trip files come from, behind one resource: ``TripSource``.
+
+Three implementations of ``MonthlyFiles`` (one raw parquet table per taxi type and month):
+
+* ``TlcDownload``: the TLC's public files, downloaded once into a cache in ``MLOPS_HOME``
+  with timeouts, retries and atomic writes (a half-written file is never read);
+* ``LocalFolder``: a folder of monthly files (``TRIP_DATA_DIR``), no network at all;
+* ``Synthetic``: the deterministic generator in ``synthetic.py``, for offline demos and tests.
+
+``TripSource.load_trips`` reads the months covering a period, normalises each file to the
+canonical schema and cleans the rows; a normalised month is kept in memory for the rest of
+the run, so a month-long backfill reads each file once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import requests
+from pydantic import PrivateAttr
+
+from mlops_assets import settings
+from mlops_assets.data import schema
+from mlops_assets.data.synthetic import generate_month
+
+log = logging.getLogger(__name__)
+
+TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+
+
+class TripDataError(RuntimeError):
+    """Trip data that cannot be obtained; the message says what to do about it."""
+
+
+def file_name(taxi_type: str, month: str) -> str:
+    return f"{taxi_type}_tripdata_{month}.parquet"
+
+
+def read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise schema.SchemaError(f"{path}: not a readable parquet file ({exc})") from exc
+
+
+class MonthlyFiles(Protocol):
+    def fetch(self, taxi_type: str, month: str) -> tuple[pa.Table, str]:
+        """The raw table of one month and a description of where it came from."""
+        ...
+
+
+class LocalFolder:
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def fetch(self, taxi_type: str, month: str) -> tuple[pa.Table, str]:
+        path = self.directory / file_name(taxi_type, month)
+        if not path.is_file():
+            held = sorted(p.name for p in self.directory.glob(f"{taxi_type}_tripdata_*.parquet"))
+            raise TripDataError(
+                f"TRIP_DATA_DIR={self.directory} has no {path.name} "
+                f"(it holds: {', '.join(held) or 'no ' + taxi_type + ' files'})"
+            )
+        return read_parquet(path), str(path)
+
+
+class TlcDownload:
+    """Downloads ``<base_url>/<taxi>_tripdata_<YYYY-MM>.parquet`` into ``cache_dir`` once."""
+
+    def __init__(
+        self, base_url: str, cache_dir: Path, timeout: float, retries: int, backoff: float
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.cache_dir = cache_dir
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    def fetch(self, taxi_type: str, month: str) -> tuple[pa.Table, str]:
+        name = file_name(taxi_type, month)
+        path = self.cache_dir / name
+        if not path.is_file():
+            self._download(f"{self.base_url}/{name}", path)
+        return read_parquet(path), str(path)
+
+    def _download(self, url: str, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        last_error: Exception | None = None
+        for attempt in range(1, self.retries + 2):
+            try:
+                self._download_once(url, path)
+                return
+            except _Permanent as exc:
+                raise TripDataError(str(exc)) from None
+            except (requests.RequestException, _Retryable) as exc:
+                last_error = exc
+                log.warning("download of %s failed (attempt %d): %s", url, attempt, exc)
+                if attempt <= self.retries:
+                    time.sleep(self.backoff * 2 ** (attempt - 1))
+        raise TripDataError(
+            f"could not download {url} after {self.retries + 1} attempts ({last_error}). "
+            "If this machine is offline, set TRIP_DATA_DIR to a folder of TLC monthly parquet "
+            "files (for example ../shared/data/nyc-tlc) and no download is attempted."
+        )
+
+    def _download_once(self, url: str, path: Path) -> None:
+        with requests.get(url, stream=True, timeout=self.timeout) as response:
+            if response.status_code in (403, 404):
+                raise _Permanent(
+                    f"{url} answered {response.status_code}: the TLC has not published this month "
+                    "(files appear about two months after the month ends). Pick another month, or "
+                    "set TRIP_DATA_DIR to a folder that has the file."
+                )
+            if response.status_code >= 500 or response.status_code == 429:
+                raise _Retryable(f"{url} answered {response.status_code}")
+            response.raise_for_status()
+            expected = response.headers.get("Content-Length")
+            fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+            tmp = Path(tmp_name)
+            try:
+                size = 0
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        out.write(chunk)
+                        size += len(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                if expected is not None and int(expected) != size:
+                    raise _Retryable(f"{url}: got {size} of {expected} bytes")
+                try:
+                    pq.ParquetFile(tmp).metadata  # noqa: B018 - the footer must parse
+                except (OSError, pa.ArrowException) as exc:
+                    raise _Retryable(
+                        f"{url}: downloaded file is not valid parquet ({exc})"
+                    ) from exc
+                os.replace(tmp, path)  # atomic: readers see no file or the whole file
+            finally:
+                tmp.unlink(missing_ok=True)
+
+
+class _Retryable(Exception):
+    pass
+
+
+class _Permanent(Exception):
+    pass
+
+
+class Synthetic:
+    def __init__(self, seed: int, trips_per_day: int):
+        self.seed = seed
+        self.trips_per_day = trips_per_day
+
+    def fetch(self, taxi_type: str, month: str) -> tuple[pa.Table, str]:
+        table = generate_month(taxi_type, month, seed=self.seed, trips_per_day=self.trips_per_day)
+        return table, f"synthetic(seed={self.seed}, {taxi_type}, {month})"
+
+
+def months_between(start: datetime, end: datetime) -> list[str]:
+    """``YYYY-MM`` of every month overlapping ``[start, end)``."""
+    periods = pd.period_range(
+        pd.Timestamp(start), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq="M"
+    )
+    return [str(p) for p in periods]
+
+
+class TripSource(dg.ConfigurableResource):
+    """Cleaned trips for a period, from the TLC, a local folder, or the synthetic generator.
+
+    ``kind`` (default: ``TRIP_SOURCE`` from the environment, else ``auto``): ``auto`` reads
+    ``data_dir`` (or ``TRIP_DATA_DIR``) when set and downloads from the TLC otherwise.
+    Downloads are cached under ``cache_dir`` (default ``MLOPS_HOME/cache/tlc``).
+    """
+
+    kind: str | None = None  # auto | tlc | local | synthetic
+    data_dir: str | None = None
+    base_url: str = TLC_BASE_URL
+    cache_dir: str | None = None
+    timeout_seconds: float = 60.0
+    retries: int = 3
+    backoff_seconds: float = 1.0
+    synthetic_seed: int = 7
+    synthetic_trips_per_day: int = 2200
+
+    _months: dict = PrivateAttr(default_factory=dict)
+
+    def files(self) -> MonthlyFiles:
+        data_dir = self.data_dir or (
+            str(settings.trip_data_dir()) if settings.trip_data_dir() else None
+        )
+        kind = self.kind or os.environ.get("TRIP_SOURCE") or "auto"
+        if kind not in ("auto", "tlc", "local", "synthetic"):
+            raise TripDataError(f"TRIP_SOURCE must be auto, tlc, local or synthetic; got {kind!r}")
+        if kind == "auto":
+            kind = "local" if data_dir else "tlc"
+        if kind == "local":
+            if not data_dir:
+                raise TripDataError("trip source 'local' needs data_dir or TRIP_DATA_DIR")
+            directory = Path(data_dir).expanduser().resolve()
+            if not directory.is_dir():
+                raise TripDataError(f"TRIP_DATA_DIR={directory} is not a directory")
+            return LocalFolder(directory)
+        if kind == "synthetic":
+            return Synthetic(self.synthetic_seed, self.synthetic_trips_per_day)
+        cache = Path(self.cache_dir) if self.cache_dir else settings.mlops_home() / "cache" / "tlc"
+        return TlcDownload(
+            self.base_url, cache, self.timeout_seconds, self.retries, self.backoff_seconds
+        )
+
+    def describe(self) -> str:
+        files = self.files()
+        if isinstance(files, LocalFolder):
+            return f"local folder {files.directory}"
+        if isinstance(files, Synthetic):
+            return f"synthetic generator (seed {files.seed})"
+        return f"TLC download from {files.base_url} (cache {files.cache_dir})"
+
+    def month(
+        self, taxi_type: str, month: str, required: Iterable[str]
+    ) -> tuple[pd.DataFrame, str]:
+        """One normalised (not yet cleaned) month, read once per resource instance."""
+        key = (taxi_type, month, tuple(sorted(required)))
+        if key not in self._months:
+            table, origin = self.files().fetch(taxi_type, month)
+            normalised = schema.normalize(
+                table, source=origin, taxi_type=taxi_type, required=required
+            )
+            self._months[key] = (schema.to_pandas(normalised), origin)
+        return self._months[key]
+
+    def load_trips(
+        self,
+        *,
+        taxi_type: str,
+        start: datetime,
+        end: datetime,
+        required: Iterable[str],
+        filters: dict,
+    ) -> tuple[pd.DataFrame, schema.CleanStats, list[str]]:
+        """Cleaned trips picked up in ``[start, end)``, what was dropped, and the files read."""
+        frames, origins, stats = [], [], schema.CleanStats()
+        required = tuple(required)
+        for month in months_between(start, end):
+            raw, origin = self.month(taxi_type, month, required)
+            cleaned, month_stats = schema.clean(raw, start=start, end=end, filters=filters)
+            frames.append(cleaned)
+            origins.append(origin)
+            stats = stats.add(month_stats)
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return frame, stats, origins

@@ -1,0 +1,85 @@
+"""The one feature path, shared by training, the ``predictions`` asset and the prediction service.
+
+A model spec lists categorical and numerical features. Categorical values become strings
+(one-hot encoded by the model's ``DictVectorizer``), numerical values floats. Rows with a
+missing feature are either left unscored (``missing: drop``, the prediction is NaN, never
+a made-up number) or scored with the value read as category ``"NA"`` / number 0
+(``missing: zero``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+MISSING_CATEGORY = "NA"
+
+
+class FeatureSpec(Protocol):
+    """What the feature code needs from a spec (a ``ModelSpec`` or a saved model's copy)."""
+
+    @property
+    def categorical(self) -> tuple[str, ...]: ...
+
+    @property
+    def numerical(self) -> tuple[str, ...]: ...
+
+    @property
+    def missing(self) -> str: ...
+
+
+def columns(features: FeatureSpec) -> list[str]:
+    return [*features.categorical, *features.numerical]
+
+
+def scorable(df: pd.DataFrame, features: FeatureSpec) -> np.ndarray:
+    """Boolean mask of the rows a model scores."""
+    if features.missing == "zero" or len(df) == 0:
+        return np.ones(len(df), dtype=bool)
+    numeric_ok = [
+        np.isfinite(df[c].to_numpy(dtype="float64", na_value=np.nan)) for c in features.numerical
+    ]
+    present = [df[c].notna().to_numpy() for c in features.categorical]
+    return np.logical_and.reduce([*numeric_ok, *present, np.ones(len(df), dtype=bool)])
+
+
+def _categorical_strings(series: pd.Series) -> pd.Series:
+    """Location IDs and the like as strings: 132 -> "132" (never "132.0"), missing -> "NA"."""
+    values = series
+    if pd.api.types.is_float_dtype(values):
+        whole = values.dropna()
+        if (whole == whole.round()).all():
+            values = values.astype("Int64")
+    return values.astype("string").fillna(MISSING_CATEGORY).astype(object)
+
+
+def to_dicts(df: pd.DataFrame, features: FeatureSpec) -> list[dict]:
+    """Feature dicts for the model's ``DictVectorizer`` (rows must be scorable or missing=zero).
+
+    Each column is converted once (strings for categorical, floats for numerical) and the
+    rows are zipped from plain Python lists: the same dicts, with the same Python types, that
+    ``DataFrame.to_dict("records")`` gives, without building an intermediate frame (which
+    cost ~0.6 ms a call, most of the time of a one-row prediction in the service).
+    """
+    names = columns(features)
+    values = [_categorical_strings(df[col]).tolist() for col in features.categorical]
+    values += [
+        pd.to_numeric(df[col], errors="raise").astype("float64").fillna(0.0).tolist()
+        for col in features.numerical
+    ]
+    if not names:
+        return [{} for _ in range(len(df))]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def predict(pipeline, df: pd.DataFrame, features: FeatureSpec) -> np.ndarray:
+    """Predictions for every row of ``df``: NaN where the row is not scorable."""
+    out = np.full(len(df), np.nan)
+    mask = scorable(df, features)
+    if mask.all() and len(df):  # the usual case: no copy of the frame
+        out[:] = pipeline.predict(to_dicts(df, features))
+    elif mask.any():
+        out[mask] = pipeline.predict(to_dicts(df.loc[mask], features))
+    return out

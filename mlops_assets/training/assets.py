@@ -1,0 +1,126 @@
+"""The ``duration_model`` asset: a model trained on one month of trips, and its check."""
+
+import math
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets import constants as C
+from mlops_assets.data.assets import trips_key
+from mlops_assets.partitions import monthly_partitions
+from mlops_assets.specs import ModelSpec
+from mlops_assets.training import model as M
+from mlops_assets.training.registry import ModelRegistry
+
+
+def model_key(spec: ModelSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, C.DURATION_MODEL])
+
+
+def model_metadata(
+    bundle: M.ModelBundle, registered, registry: ModelRegistry, artifact_path
+) -> dict:
+    info = bundle.info
+    metadata = {
+        "model_version": dg.MetadataValue.text(registered.version),
+        "holdout_rmse": dg.MetadataValue.float(info.holdout.rmse),
+        "holdout_mae": dg.MetadataValue.float(info.holdout.mae),
+        "mean_baseline_rmse": dg.MetadataValue.float(info.mean_baseline.rmse),
+        "n_train": dg.MetadataValue.int(info.n_train),
+        "n_holdout": dg.MetadataValue.int(info.n_holdout),
+        "training_window": (
+            f"{info.window_start} .. {info.window_end} (holdout from {info.holdout_start})"
+        ),
+        "artifact": dg.MetadataValue.path(str(artifact_path)),
+        "mlflow_run_id": registered.run_id,
+        "fingerprint": info.fingerprint,
+        "newly_registered": registered.created,
+    }
+    url = registry.run_url(registered.run_id, info.model_name)
+    if url:
+        metadata["mlflow_run"] = dg.MetadataValue.url(url)
+    return metadata
+
+
+def rmse_check(spec: ModelSpec, info: M.ModelInfo, key: dg.AssetKey) -> dg.AssetCheckResult:
+    rmse, baseline = info.holdout.rmse, info.mean_baseline.rmse
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=C.CHECK_MODEL_RMSE,
+        passed=math.isfinite(rmse) and rmse < baseline,
+        metadata={"holdout_rmse": float(rmse), "mean_baseline_rmse": float(baseline)},
+        description=None if rmse < baseline else "the model is no better than predicting the mean",
+    )
+
+
+def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
+    key = model_key(spec)
+
+    @dg.asset(
+        key=key,
+        group_name=spec.name,
+        partitions_def=monthly_partitions,
+        ins={"trips": dg.AssetIn(key=trips_key(spec))},
+        kinds={C.KIND_SKLEARN, "mlflow"},
+        owners=list(spec.owners),
+        tags={"stage": "training"},
+        description=(
+            f"A {spec.training.algorithm} of trip duration on {', '.join(spec.feature_columns)}, "
+            f"trained on the first {spec.training.train_fraction:.0%} (by pickup time) of a month"
+            "'s trips; the rest is the holdout, kept as monitoring's reference data. Registered in "
+            f"MLflow as `{spec.name}`; the first model registered becomes `champion`."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                C.CHECK_MODEL_RMSE,
+                asset=key,
+                description="Holdout RMSE is finite and beats the mean predictor",
+            )
+        ],
+    )
+    def duration_model(
+        context: dg.AssetExecutionContext,
+        trips: dict[str, pd.DataFrame],
+        model_registry: ModelRegistry,
+    ) -> dg.MaterializeResult:
+        frames = [f for f in trips.values() if len(f)]
+        if not frames:
+            raise M.TrainingError(f"{spec.name}: no trips in {context.partition_key[:7]}")
+        month = pd.concat(frames, ignore_index=True)
+        train_rows, holdout_rows = M.split_by_time(month, spec.training.train_fraction)
+        bundle = M.train(spec, train_rows, holdout_rows)
+        registered = model_registry.register(
+            bundle,
+            artifact=spec.training.artifact,
+            params={
+                "training_month": context.partition_key[:7],
+                "train_fraction": spec.training.train_fraction,
+            },
+            tags={
+                "source": "monthly_training",
+                "training_month": context.partition_key[:7],
+                "spec": spec.name,
+            },
+        )
+        artifact_path = (
+            model_registry.bundle_dir(spec.name, registered.version) / spec.training.artifact
+        )
+        if model_registry.champion(spec.name) is None:
+            model_registry.set_champion(spec.name, registered.version)
+            context.log.info(
+                "%s v%s is the first model: it becomes champion", spec.name, registered.version
+            )
+        context.log.info(
+            "%s v%s: holdout RMSE %.3f (mean predictor %.3f) on %d rows",
+            spec.name,
+            registered.version,
+            bundle.info.holdout.rmse,
+            bundle.info.mean_baseline.rmse,
+            bundle.info.n_holdout,
+        )
+        return dg.MaterializeResult(
+            metadata=model_metadata(bundle, registered, model_registry, artifact_path),
+            check_results=[rmse_check(spec, bundle.info, key)],
+        )
+
+    return duration_model
