@@ -14,6 +14,7 @@ RETRAINED_MODEL = "retrained_model"
 # Jobs keep the original Airflow design's DAG names where they map.
 TRAIN_JOB = "train_duration_model"
 MONITORING_JOB = "metrics_backfill_to_postgres"
+RETRAIN_JOB = "retrain_duration_model"
 
 # Asset checks.
 CHECK_TRIPS_SCHEMA = "canonical_schema"

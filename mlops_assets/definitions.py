@@ -12,9 +12,16 @@ import warnings
 import dagster as dg
 
 from mlops_assets import constants as C
+from mlops_assets.alerting.mailer import mailer_from_env
+from mlops_assets.alerting.retrain import build_retrain_asset, retrained_key
+from mlops_assets.alerting.sensor import build_drift_sensor
+from mlops_assets.alerting.serving_client import serving_client_from_env
 from mlops_assets.data.assets import build_trips_asset
 from mlops_assets.data.sources import TripSource
 from mlops_assets.io import PartitionedParquetIOManager
+from mlops_assets.monitoring.assets import build_monitoring_assets
+from mlops_assets.monitoring.metrics_db import MetricsDB
+from mlops_assets.partitions import daily_partitions
 from mlops_assets.specs import ModelSpec, load_specs
 from mlops_assets.training.assets import build_model_asset, model_key
 from mlops_assets.training.registry import ModelRegistry
@@ -28,18 +35,21 @@ def default_resources() -> dict[str, object]:
         C.TRIP_SOURCE: TripSource(),
         C.PARQUET_IO: PartitionedParquetIOManager(),
         "model_registry": ModelRegistry(),
+        "metrics_db": MetricsDB(),
+        "mailer": mailer_from_env(),
+        "serving": serving_client_from_env(),
     }
 
 
-def build_defs(
-    specs: list[ModelSpec], resources: dict[str, object] | None = None
-) -> dg.Definitions:
+def build_defs(specs: list[ModelSpec], resources: dict[str, object] | None = None) -> dg.Definitions:
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"two model specs share a name: {names}")
     assets: list[dg.AssetsDefinition] = []
     for spec in specs:
-        assets += [build_trips_asset(spec), build_model_asset(spec)]
+        assets += [build_trips_asset(spec), build_model_asset(spec), *build_monitoring_assets(spec)]
+    daily_keys = [k for a in assets if a.partitions_def == daily_partitions for k in a.keys]
+    retrain_assets = [build_retrain_asset(spec) for spec in specs]
 
     train_job = dg.define_asset_job(
         C.TRAIN_JOB,
@@ -55,11 +65,40 @@ def build_defs(
         hour_of_day=6,
         description="On the 1st of each month, train on the month that just ended.",
     )
+    monitoring_job = dg.define_asset_job(
+        C.MONITORING_JOB,
+        selection=dg.AssetSelection.assets(*daily_keys),
+        description=(
+            "Daily monitoring of every spec: trips → predictions → Evidently drift metrics → the "
+            "dummy_metrics table (the original design's metrics_backfill_to_postgres DAG). "
+            "A backfill of any range runs as one run."
+        ),
+    )
+    monitoring_schedule = dg.build_schedule_from_partitioned_job(
+        monitoring_job,
+        name="daily_monitoring_schedule",
+        hour_of_day=3,
+        description="Every night, monitor the day that just ended.",
+    )
+    retrain_job = dg.define_asset_job(
+        C.RETRAIN_JOB,
+        selection=dg.AssetSelection.assets(*(retrained_key(s) for s in specs)),
+        description=(
+            "Retrain a model on the trailing window ending at a breach day and promote it if it "
+            "is no worse than the champion. Drift alert sensors request it, one model at a time."
+        ),
+    )
+    sensors = [build_drift_sensor(spec, retrain_job) for spec in specs]
     return dg.Definitions(
-        assets=assets,
-        jobs=[train_job],
-        schedules=[training_schedule],
+        assets=[*assets, *retrain_assets],
+        jobs=[train_job, monitoring_job, retrain_job],
+        schedules=[training_schedule, monitoring_schedule],
+        sensors=sensors,
         resources={**default_resources(), **(resources or {})},
+        # Steps run one after another in the run's process: the chain trips → predictions →
+        # drift → dummy_metrics is sequential, and a process per step would add seconds of
+        # imports to each (see BENCHMARKS.md). Runs are still isolated from each other.
+        executor=dg.in_process_executor,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -21,10 +22,15 @@ import pandas as pd
 
 from mlops_assets import constants as C
 from mlops_assets import settings
+from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.data.sources import TripDataError, TripSource
 from mlops_assets.definitions import build_defs
+from mlops_assets.monitoring.metrics_db import MetricsDB
 from mlops_assets.specs import ModelSpec, load_specs
 
+MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
+# The months of the shared real data, in order (see README: "The demo's story").
+DEFAULT_MONTHS = "2021-02,2021-03,2022-01,2022-02,2022-03"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -64,9 +70,7 @@ def choose_trip_source(spec: ModelSpec) -> str:
         source.files().fetch(spec.taxi_type, spec.training.month)
     except TripDataError as exc:
         say(f"! {exc}")
-        say(
-            "! Falling back to SYNTHETIC trips (TRIP_SOURCE=synthetic): figures below are not real."
-        )
+        say("! Falling back to SYNTHETIC trips (TRIP_SOURCE=synthetic): figures below are not real.")
         os.environ["TRIP_SOURCE"] = "synthetic"
         return TripSource().describe()
     return source.describe()
@@ -79,6 +83,7 @@ class Demo:
         self.assets = list(self.defs.assets)
         self.instance = instance()
         self.step = 0
+        self.cursor: str | None = None
 
     def key(self, name: str) -> dg.AssetKey:
         return dg.AssetKey([self.spec.name, name])
@@ -126,9 +131,7 @@ class Demo:
         return result
 
     @staticmethod
-    def metadata(
-        result: dg.ExecuteInProcessResult, key: dg.AssetKey
-    ) -> list[tuple[str | None, dict]]:
+    def metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> list[tuple[str | None, dict]]:
         out = []
         for event in result.get_asset_materialization_events():
             if event.asset_key == key:
@@ -150,7 +153,60 @@ class Demo:
             f"Train the duration model on {month}", [C.DURATION_MODEL], partition=str(start.date())
         )
         ((_, md),) = self.metadata(result, self.key(C.DURATION_MODEL))
+        say(
+            f"    v{md['model_version']}: holdout RMSE {md['holdout_rmse']:.3f} min "
+            f"(mean predictor {md['mean_baseline_rmse']:.3f}); {md['decision']}"
+            + (f", in effect from {md['effective_from']}" if md.get("effective_from") else "")
+        )
         return md
+
+    def monitor(self, month: str) -> list[dict]:
+        start = pd.Timestamp(month + "-01")
+        end = start + pd.offsets.MonthEnd(0)
+        result = self.run(
+            f"Monitor {month} day by day (backfill, one run)",
+            MONITORING,
+            first=str(start.date()),
+            last=str(end.date()),
+        )
+        days = self.metadata(result, self.key(C.DRIFT_METRICS))
+        drifts = [md["prediction_drift"] for _, md in days if isinstance(md["prediction_drift"], float)]
+        above = sum(d > self.spec.drift_threshold() for d in drifts)
+        say(
+            f"    {len(days)} days: drift median {statistics.median(drifts):.3f}, max {max(drifts):.3f}; "
+            f"{above} day(s) above {self.spec.drift_threshold():.2f}"
+        )
+        return days
+
+    def sensor_tick(self) -> list[dict]:
+        """One evaluation of the real drift alert sensor, then the runs it requested."""
+        self.step += 1
+        say(f"[{self.step}] Drift alert sensor evaluates the new dummy_metrics rows ...")
+        sensor = self.defs.resolve_sensor_def(sensor_name(self.spec))
+        with dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources=self.defs.resources
+        ) as context:
+            result = sensor(context)
+        self.cursor = result.cursor
+        if result.skip_reason:
+            say(f"    {result.skip_reason.skip_message}")
+        outcomes = []
+        for request in result.run_requests or []:
+            say(f"    requested: retrain for breach day {request.partition_key} (run key {request.run_key})")
+            run = self.run(
+                f"Retrain on the {self.spec.retraining.window_days} days ending {request.partition_key}",
+                [C.RETRAINED_MODEL],
+                partition=request.partition_key,
+            )
+            ((_, md),) = self.metadata(run, self.key(C.RETRAINED_MODEL))
+            say(
+                f"    v{md['model_version']}: holdout RMSE {md['candidate_holdout_rmse']:.3f} vs champion "
+                f"v{md.get('champion_version')} {md.get('champion_holdout_rmse', float('nan')):.3f} "
+                f"on the same rows -> {md['decision']}"
+                + (f", in effect from {md['effective_from']}" if md.get("effective_from") else "")
+            )
+            outcomes.append(md)
+        return outcomes
 
 
 def main() -> int:
@@ -159,36 +215,87 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     specs = load_specs()
     spec = next((s for s in specs if s.name == "green_taxi_duration"), specs[0])
-    say(f"mlops_assets demo: model spec '{spec.name}' ({spec.source_file})")
-    say(f"MLOPS_HOME   {settings.mlops_home()}")
-    say(f"trip data    {choose_trip_source(spec)}")
-    say(f"MLflow       {settings.mlflow_tracking_uri()}")
-    say()
+    months = [m.strip() for m in os.environ.get("DEMO_MONTHS", DEFAULT_MONTHS).split(",") if m.strip()]
     demo = Demo(spec)
-    model = demo.train()
+    say(f"mlops_assets demo: model spec '{spec.name}' ({spec.source_file})")
+    say(f"MLOPS_HOME     {settings.mlops_home()}")
+    say(f"trip data      {choose_trip_source(spec)}")
+    say(f"metrics DB     {MetricsDB().describe()}")
+    say(f"MLflow         {settings.mlflow_tracking_uri()}")
+    say(f"alert email    {demo.defs.resources['mailer'].describe()}")
+    say(f"threshold      {spec.drift_threshold():.2f} (prediction drift)")
+    say(f"months         train {spec.training.month}; monitor {', '.join(months)}")
     say()
-    say("Summary")
+    model = demo.train()
+    retrains = []
+    for month in months:
+        demo.monitor(month)
+        retrains += demo.sensor_tick()
+    say()
+    print_story(spec, months, model, retrains)
+    return 0
+
+
+def print_story(spec: ModelSpec, months: list[str], model: dict, retrains: list[dict]) -> None:
+    db = MetricsDB()
+    rows = db.metrics(spec.name)
+    alerts = {a["timestamp"]: a for a in db.alerts(spec.name)}
+    timeline = db.timeline(spec.name)
+    starts = {t["effective_from"]: t for t in timeline}
+    threshold = spec.drift_threshold()
+    say("Timeline (one row per monitored day)")
+    table_rows = []
+    for row in rows:
+        day = row["timestamp"].date()
+        alert = alerts.get(row["timestamp"])
+        event = ""
+        if day in starts:
+            t = starts[day]
+            event = f"v{t['model_version']} in effect ({t['reason']})"
+        drift = row["prediction_drift"]
+        table_rows.append(
+            {
+                "day": str(day),
+                "trips": row["n_rows"],
+                "drift": "n/a" if drift is None else f"{drift:.4f}",
+                "": "!" if drift is not None and drift > threshold else "",
+                "model": f"v{row['model_version']}",
+                "alert": "" if alert is None else f"{alert['status']}",
+                "model change": event,
+            }
+        )
+    say(table(table_rows))
+    say()
+    say("Model timeline (which version is in effect from which day)")
     say(
         table(
             [
                 {
-                    "model": spec.name,
-                    "version": model["model_version"],
-                    "trained on": model["training_window"],
-                    "holdout RMSE": f"{model['holdout_rmse']:.3f}",
-                    "holdout MAE": f"{model['holdout_mae']:.3f}",
-                    "mean-predictor RMSE": f"{model['mean_baseline_rmse']:.3f}",
-                    "train/holdout rows": f"{model['n_train']}/{model['n_holdout']}",
+                    "from": str(t["effective_from"]),
+                    "version": f"v{t['model_version']}",
+                    "trained up to": str(t["window_end"]),
+                    "holdout RMSE": "" if t["holdout_rmse"] is None else f"{t['holdout_rmse']:.3f}",
+                    "replaced": "" if t["previous_version"] is None else f"v{t['previous_version']}",
+                    "why": t["reason"],
                 }
+                for t in timeline
             ]
         )
     )
     say()
-    say(f"artifact     {model['artifact']}")
+    sent = [a for a in alerts.values() if a["status"] == "sent"]
     say(
-        f"Dagster      runs are in {os.environ['DAGSTER_HOME']}: `make dev`, then http://localhost:3000"
+        f"Alerts: {len(alerts)} breach(es) of {threshold:.2f}, {len(sent)} emailed in "
+        f"{len({a['message_id'] for a in sent})} email(s); retrains: {len(retrains)}, promoted: "
+        f"{sum(r['decision'] == 'promoted' for r in retrains)}"
     )
-    return 0
+    outbox = settings.mlops_home() / "outbox"
+    if outbox.is_dir():
+        say(f"Outbox         {outbox} ({len(list(outbox.glob('*.eml')))} .eml file(s))")
+    say(f"Reports        {settings.mlops_home() / 'reports' / spec.name}")
+    say(f"MLflow         {settings.mlflow_tracking_uri()} (champion: v{timeline[-1]['model_version']})")
+    say(f"               mlflow ui --backend-store-uri {settings.mlflow_tracking_uri()}")
+    say(f"Dagster        `make dev`, then http://localhost:3000 (runs kept in {os.environ['DAGSTER_HOME']})")
 
 
 if __name__ == "__main__":

@@ -38,10 +38,9 @@ def scorable(df: pd.DataFrame, features: FeatureSpec) -> np.ndarray:
     """Boolean mask of the rows a model scores."""
     if features.missing == "zero" or len(df) == 0:
         return np.ones(len(df), dtype=bool)
-    numeric_ok = [
-        np.isfinite(df[c].to_numpy(dtype="float64", na_value=np.nan)) for c in features.numerical
-    ]
-    present = [df[c].notna().to_numpy() for c in features.categorical]
+    numeric_ok = [np.isfinite(df[c].to_numpy(dtype="float64", na_value=np.nan)) for c in features.numerical]
+    # ~isna of the column's array is Series.notna() without building a Series (~40 us each)
+    present = [~np.asarray(df[c].array.isna(), dtype=bool) for c in features.categorical]
     return np.logical_and.reduce([*numeric_ok, *present, np.ones(len(df), dtype=bool)])
 
 
@@ -55,20 +54,36 @@ def _categorical_strings(series: pd.Series) -> pd.Series:
     return values.astype("string").fillna(MISSING_CATEGORY).astype(object)
 
 
+def _categorical_values(series: pd.Series) -> list:
+    """``_categorical_strings(series).tolist()``; integer columns (location IDs) directly.
+
+    For ``Int64``/``int64`` pandas' string conversion is ``str()`` of each integer and
+    missing becomes "NA": the same, done here without three pandas copies (~0.1 ms a column).
+    """
+    if isinstance(series.dtype, pd.Int64Dtype) or series.dtype == np.dtype("int64"):
+        return [MISSING_CATEGORY if v is pd.NA else str(v) for v in series.tolist()]
+    return _categorical_strings(series).tolist()
+
+
+def _numerical_values(series: pd.Series) -> list:
+    """Floats with missing as 0.0 (``to_numeric`` -> float64 -> ``fillna(0.0)``) as a list."""
+    if series.dtype == np.dtype("float64"):
+        values = series.to_numpy()
+        return np.where(np.isnan(values), 0.0, values).tolist()
+    return pd.to_numeric(series, errors="raise").astype("float64").fillna(0.0).tolist()
+
+
 def to_dicts(df: pd.DataFrame, features: FeatureSpec) -> list[dict]:
     """Feature dicts for the model's ``DictVectorizer`` (rows must be scorable or missing=zero).
 
     Each column is converted once (strings for categorical, floats for numerical) and the
     rows are zipped from plain Python lists: the same dicts, with the same Python types, that
-    ``DataFrame.to_dict("records")`` gives, without building an intermediate frame (which
-    cost ~0.6 ms a call, most of the time of a one-row prediction in the service).
+    building a frame of converted columns and calling ``to_dict("records")`` gave, without
+    that frame (~0.6 ms a call: most of a one-row prediction in the prediction service).
     """
     names = columns(features)
-    values = [_categorical_strings(df[col]).tolist() for col in features.categorical]
-    values += [
-        pd.to_numeric(df[col], errors="raise").astype("float64").fillna(0.0).tolist()
-        for col in features.numerical
-    ]
+    values = [_categorical_values(df[col]) for col in features.categorical]
+    values += [_numerical_values(df[col]) for col in features.numerical]
     if not names:
         return [{} for _ in range(len(df))]
     return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]

@@ -79,9 +79,7 @@ class Training(_Strict):
             raise ValueError(f"training month must look like 2022-01, got {value!r}")
         date.fromisoformat(value + "-01")
         if value < FIRST_MONTH:
-            raise ValueError(
-                f"training month {value} is before the first partition ({FIRST_MONTH})"
-            )
+            raise ValueError(f"training month {value} is before the first partition ({FIRST_MONTH})")
         return value
 
 
@@ -154,8 +152,7 @@ def load_spec(path: Path) -> ModelSpec:
         spec = ModelSpec.model_validate({**raw, "source_file": str(path)})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}"
-            for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
         )
         raise SpecError(f"model spec {path}: {problems}") from exc
     if spec.name != path.stem:

@@ -89,9 +89,7 @@ def isolated_env(monkeypatch, tmp_path, trip_data_dir) -> Path:
     monkeypatch.setenv("TRIP_DATA_DIR", str(trip_data_dir))
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
-    )
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     return home
 
@@ -114,3 +112,81 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("figures measured by the tests")
         for line in _FIGURES:
             terminalreporter.write_line(line)
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+PG_ADMIN_URL = os.environ.get("MLOPS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def _admin_engine():
+    import sqlalchemy as sa
+
+    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, throwaway PostgreSQL database for one test (dropped afterwards).
+
+    The server is required: if it is down the test errors (start it with
+    ``pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start``).
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"mlops_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc.orig}")
+    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+# --- a trained model, built once per session ------------------------------------------------
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory, trip_data_dir) -> Path:
+    """An MLOPS_HOME where the default spec's v1 was trained on 2022-01 through the real assets
+    (trips of 2022-01 materialized, v1 champion, in effect from 2022-02-01). Tests copy it."""
+    import dagster as dg
+
+    from mlops_assets import constants as C
+    from mlops_assets.definitions import build_defs
+    from mlops_assets_tests.helpers import default_spec
+
+    spec = default_spec()
+    home = tmp_path_factory.mktemp("trained_home")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ENV_VARS:
+            mp.delenv(name, raising=False)
+        mp.setenv("MLOPS_HOME", str(home))
+        mp.setenv("TRIP_DATA_DIR", str(trip_data_dir))
+        defs = build_defs([spec])
+        tags = {
+            "dagster/asset_partition_range_start": "2022-01-01",
+            "dagster/asset_partition_range_end": "2022-01-31",
+        }
+        trips = dg.AssetKey([spec.name, C.TRIPS])
+        model = dg.AssetKey([spec.name, C.DURATION_MODEL])
+        assert dg.materialize(
+            list(defs.assets), selection=[trips], resources=defs.resources, tags=tags
+        ).success
+        assert dg.materialize(
+            list(defs.assets), selection=[model], resources=defs.resources, partition_key="2022-01-01"
+        ).success
+    return home
+
+
+@pytest.fixture
+def home(trained_home, isolated_env) -> Path:
+    """This test's MLOPS_HOME, starting as a copy of ``trained_home``."""
+    import shutil
+
+    shutil.copytree(trained_home, isolated_env, dirs_exist_ok=True)
+    return isolated_env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 
@@ -63,3 +64,71 @@ def failure_message(result) -> str:
                 messages.append(error.message)
                 error = error.cause
     return "\n".join(messages)
+
+
+# --- real processes -------------------------------------------------------------------------
+def _default_signals() -> None:
+    """Run in the child before exec: a non-interactive parent may have SIGINT ignored, and
+    `dagster dev` forwards SIGTERM with SIGINT's handler (see verified-facts.md)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_process(cmd: list[str], *, cwd, log_path, env=None):
+    """Start ``cmd`` in its own process group (so the whole tree can be stopped), output to a file."""
+    import subprocess
+
+    log = open(log_path, "wb")  # noqa: SIM115 - closed by stop_process
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_default_signals,
+    )
+    proc._log_file = log  # type: ignore[attr-defined]
+    return proc
+
+
+def stop_process(proc, timeout: float = 15.0) -> None:
+    """SIGTERM the process group, SIGKILL it after ``timeout``; reap it; no strays left."""
+    import os
+    import signal
+    import subprocess
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):  # anything left in the group (grandchildren)
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    log = getattr(proc, "_log_file", None)
+    if log:
+        log.close()
+
+
+def group_alive(pgid: int) -> bool:
+    import os
+
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")

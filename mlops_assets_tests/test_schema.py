@@ -70,9 +70,7 @@ def test_pandas_dtypes_are_stable(raw_table):
 
 def test_missing_required_column_names_file_and_column(raw_table):
     table = raw_table.drop_columns(["trip_distance"])
-    with pytest.raises(
-        schema.SchemaError, match=r"feb\.parquet: required column 'trip_distance' is missing"
-    ):
+    with pytest.raises(schema.SchemaError, match=r"feb\.parquet: required column 'trip_distance' is missing"):
         schema.normalize(table, source="feb.parquet", taxi_type="green", required=["trip_distance"])
 
 
@@ -80,9 +78,7 @@ def test_missing_timestamp_is_always_an_error(raw_table):
     table = raw_table.rename_columns(
         ["pickup_time" if n == "lpep_pickup_datetime" else n for n in raw_table.column_names]
     )
-    with pytest.raises(
-        schema.SchemaError, match=r"x\.parquet: required column 'lpep_pickup_datetime'"
-    ):
+    with pytest.raises(schema.SchemaError, match=r"x\.parquet: required column 'lpep_pickup_datetime'"):
         schema.normalize(table, source="x.parquet", taxi_type="green")
 
 
@@ -93,9 +89,7 @@ def test_case_only_renames_are_accepted(raw_table):
 
 
 def test_optional_columns_absent_are_null_filled(raw_table):
-    out = schema.normalize(
-        raw_table.drop_columns(["ehail_fee", "trip_type"]), source="f", taxi_type="green"
-    )
+    out = schema.normalize(raw_table.drop_columns(["ehail_fee", "trip_type"]), source="f", taxi_type="green")
     assert out.column("trip_type").null_count == raw_table.num_rows
 
 
@@ -107,9 +101,7 @@ def test_wrong_type_names_the_column():
             "trip_distance": pa.array(["3.2 miles"]),
         }
     )
-    with pytest.raises(
-        schema.SchemaError, match=r"bad\.parquet: column 'trip_distance' has type string"
-    ):
+    with pytest.raises(schema.SchemaError, match=r"bad\.parquet: column 'trip_distance' has type string"):
         schema.normalize(table, source="bad.parquet", taxi_type="green")
 
 
@@ -121,17 +113,13 @@ def test_fractional_ids_are_refused():
             "PULocationID": pa.array([12.5]),
         }
     )
-    with pytest.raises(
-        schema.SchemaError, match="'PULocationID' of type double cannot be read as int64"
-    ):
+    with pytest.raises(schema.SchemaError, match="'PULocationID' of type double cannot be read as int64"):
         schema.normalize(table, source="f", taxi_type="green")
 
 
 def test_timezone_aware_timestamps_become_new_york_wall_clock():
     utc = pa.array([datetime(2022, 2, 1, 13, 0)], pa.timestamp("us", tz="UTC"))
-    ny = pc.assume_timezone(
-        pa.array([datetime(2022, 2, 1, 8, 0)], pa.timestamp("us")), "America/New_York"
-    )
+    ny = pc.assume_timezone(pa.array([datetime(2022, 2, 1, 8, 0)], pa.timestamp("us")), "America/New_York")
     table = pa.table({"lpep_pickup_datetime": ny, "lpep_dropoff_datetime": utc})
     out = schema.to_pandas(schema.normalize(table, source="f", taxi_type="green"))
     assert out.loc[0, schema.PICKUP] == pd.Timestamp("2022-02-01 08:00")
@@ -141,9 +129,7 @@ def test_timezone_aware_timestamps_become_new_york_wall_clock():
 def frame(rows):
     df = pd.DataFrame(rows, columns=[schema.PICKUP, schema.DROPOFF, "trip_distance"])
     df[schema.PICKUP] = pd.to_datetime(df[schema.PICKUP], format="ISO8601").astype("datetime64[us]")
-    df[schema.DROPOFF] = pd.to_datetime(df[schema.DROPOFF], format="ISO8601").astype(
-        "datetime64[us]"
-    )
+    df[schema.DROPOFF] = pd.to_datetime(df[schema.DROPOFF], format="ISO8601").astype("datetime64[us]")
     return df
 
 

@@ -148,11 +148,7 @@ def test_auto_uses_trip_data_dir_when_set(monkeypatch, trip_data_dir):
     monkeypatch.setenv("TRIP_DATA_DIR", str(trip_data_dir))
     assert TripSource().describe() == f"local folder {trip_data_dir.resolve()}"
     monkeypatch.delenv("TRIP_DATA_DIR")
-    assert (
-        TripSource()
-        .describe()
-        .startswith("TLC download from https://d37ci6vzurychx.cloudfront.net")
-    )
+    assert TripSource().describe().startswith("TLC download from https://d37ci6vzurychx.cloudfront.net")
 
 
 def test_local_folder_missing_month_lists_what_it_has(trip_data_dir):

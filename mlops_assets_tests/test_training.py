@@ -52,9 +52,7 @@ def test_trips_month_is_one_run_with_per_day_metadata(isolated_env):
     assert result.success
     events = result.get_asset_materialization_events()
     assert len(events) == 28
-    rows = {
-        e.partition: e.event_specific_data.materialization.metadata["rows"].value for e in events
-    }
+    rows = {e.partition: e.event_specific_data.materialization.metadata["rows"].value for e in events}
     assert all(n > 1000 for n in rows.values())
     files = sorted((isolated_env / "assets" / SPEC.name / "trips").glob("*.parquet"))
     assert [f.stem for f in files] == sorted(rows)
@@ -68,9 +66,7 @@ def test_trips_month_is_one_run_with_per_day_metadata(isolated_env):
     assert total == sum(rows.values())
 
 
-def test_duration_model_trains_registers_and_becomes_champion(
-    isolated_env, report_figure, real_data
-):
+def test_duration_model_trains_registers_and_becomes_champion(isolated_env, report_figure, real_data):
     defs = build_defs([SPEC])
     result = train(defs)
     assert result.success
@@ -122,15 +118,11 @@ def test_duration_model_trains_registers_and_becomes_champion(
 def doctored_dir(tmp_path, trip_data_dir):
     """A copy of the real files that a test may spoil."""
     folder = tmp_path / "tlc"
-    shutil.copytree(
-        trip_data_dir, folder, ignore=shutil.ignore_patterns("*.csv", "*.md", "SHA256SUMS")
-    )
+    shutil.copytree(trip_data_dir, folder, ignore=shutil.ignore_patterns("*.csv", "*.md", "SHA256SUMS"))
     return folder
 
 
-def test_corrupt_file_fails_with_its_name_and_writes_nothing(
-    isolated_env, doctored_dir, monkeypatch
-):
+def test_corrupt_file_fails_with_its_name_and_writes_nothing(isolated_env, doctored_dir, monkeypatch):
     (doctored_dir / "green_tripdata_2022-02.parquet").write_bytes(b"PAR1garbage")
     monkeypatch.setenv("TRIP_DATA_DIR", str(doctored_dir))
     result = materialize(build_defs([SPEC]), TRIPS, tags=month_range("2022-02", 28))
@@ -151,9 +143,7 @@ def test_missing_column_fails_with_file_and_column(isolated_env, doctored_dir, m
     assert not (isolated_env / "assets").exists()
 
 
-def test_empty_days_are_written_empty_and_flagged_on_weekdays(
-    isolated_env, doctored_dir, monkeypatch
-):
+def test_empty_days_are_written_empty_and_flagged_on_weekdays(isolated_env, doctored_dir, monkeypatch):
     path = doctored_dir / "green_tripdata_2022-02.parquet"
     table = pq.read_table(path)
     day = pc.strftime(table.column("lpep_pickup_datetime"), format="%Y-%m-%d")
@@ -182,9 +172,7 @@ def test_empty_days_are_written_empty_and_flagged_on_weekdays(
     assert weekday_check.metadata["empty_weekdays"].value == "2022-02-09"  # Saturday is fine
 
 
-def test_month_without_trips_refuses_to_train_and_registers_nothing(
-    isolated_env, doctored_dir, monkeypatch
-):
+def test_month_without_trips_refuses_to_train_and_registers_nothing(isolated_env, doctored_dir, monkeypatch):
     path = doctored_dir / "green_tripdata_2022-02.parquet"
     pq.write_table(pq.read_table(path).slice(0, 0), path)
     monkeypatch.setenv("TRIP_DATA_DIR", str(doctored_dir))

@@ -39,9 +39,7 @@ def trip_checks(spec: ModelSpec, by_day: dict[str, pd.DataFrame]) -> list[dg.Ass
     key = trips_key(spec)
     frames = list(by_day.values())
     problems = sorted({p for frame in frames for p in schema_problems(frame)})
-    empty_weekdays = [
-        k for k, f in by_day.items() if len(f) == 0 and date.fromisoformat(k).weekday() < 5
-    ]
+    empty_weekdays = [k for k, f in by_day.items() if len(f) == 0 and date.fromisoformat(k).weekday() < 5]
     bounds = spec.filters.get(schema.DURATION)
     out_of_bounds = 0
     if bounds is not None:
@@ -68,9 +66,7 @@ def trip_checks(spec: ModelSpec, by_day: dict[str, pd.DataFrame]) -> list[dg.Ass
                 "empty_weekdays": ", ".join(empty_weekdays) or "none",
                 "partitions_checked": len(by_day),
             },
-            description=(
-                f"no trips on weekday(s) {', '.join(empty_weekdays)}" if empty_weekdays else None
-            ),
+            description=(f"no trips on weekday(s) {', '.join(empty_weekdays)}" if empty_weekdays else None),
         ),
         dg.AssetCheckResult(
             asset_key=key,
@@ -102,9 +98,7 @@ def build_trips_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "files (downloaded and cached, or TRIP_DATA_DIR)."
         ),
         check_specs=[
-            dg.AssetCheckSpec(
-                C.CHECK_TRIPS_SCHEMA, asset=key, description="Canonical columns and dtypes"
-            ),
+            dg.AssetCheckSpec(C.CHECK_TRIPS_SCHEMA, asset=key, description="Canonical columns and dtypes"),
             dg.AssetCheckSpec(
                 C.CHECK_TRIPS_NOT_EMPTY, asset=key, description="At least one trip on every weekday"
             ),

@@ -87,9 +87,7 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType, source: str, name: str) 
         return pa.nulls(len(column), type=target)
     if pa.types.is_timestamp(target):
         if not pa.types.is_timestamp(column.type):
-            raise SchemaError(
-                f"{source}: column {name!r} has type {column.type}, expected a timestamp"
-            )
+            raise SchemaError(f"{source}: column {name!r} has type {column.type}, expected a timestamp")
         if column.type.tz is not None:  # TLC times are New York wall-clock times
             column = pc.local_timestamp(column.cast(pa.timestamp(column.type.unit, tz=NEW_YORK)))
         return column.cast(target)
@@ -124,9 +122,7 @@ def normalize(
     try:
         pickup_raw, dropoff_raw = TIMESTAMP_COLUMNS[taxi_type]
     except KeyError as exc:
-        raise SchemaError(
-            f"unknown taxi type {taxi_type!r}; known: {sorted(TIMESTAMP_COLUMNS)}"
-        ) from exc
+        raise SchemaError(f"unknown taxi type {taxi_type!r}; known: {sorted(TIMESTAMP_COLUMNS)}") from exc
     raw_names = {PICKUP: pickup_raw, DROPOFF: dropoff_raw}
     must_have = {PICKUP, DROPOFF, *required}
     unknown = must_have - set(CANONICAL_COLUMNS)

@@ -78,9 +78,7 @@ class LocalFolder:
 class TlcDownload:
     """Downloads ``<base_url>/<taxi>_tripdata_<YYYY-MM>.parquet`` into ``cache_dir`` once."""
 
-    def __init__(
-        self, base_url: str, cache_dir: Path, timeout: float, retries: int, backoff: float
-    ):
+    def __init__(self, base_url: str, cache_dir: Path, timeout: float, retries: int, backoff: float):
         self.base_url = base_url.rstrip("/")
         self.cache_dir = cache_dir
         self.timeout = timeout
@@ -141,9 +139,7 @@ class TlcDownload:
                 try:
                     pq.ParquetFile(tmp).metadata  # noqa: B018 - the footer must parse
                 except (OSError, pa.ArrowException) as exc:
-                    raise _Retryable(
-                        f"{url}: downloaded file is not valid parquet ({exc})"
-                    ) from exc
+                    raise _Retryable(f"{url}: downloaded file is not valid parquet ({exc})") from exc
                 os.replace(tmp, path)  # atomic: readers see no file or the whole file
             finally:
                 tmp.unlink(missing_ok=True)
@@ -169,9 +165,7 @@ class Synthetic:
 
 def months_between(start: datetime, end: datetime) -> list[str]:
     """``YYYY-MM`` of every month overlapping ``[start, end)``."""
-    periods = pd.period_range(
-        pd.Timestamp(start), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq="M"
-    )
+    periods = pd.period_range(pd.Timestamp(start), pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq="M")
     return [str(p) for p in periods]
 
 
@@ -196,9 +190,7 @@ class TripSource(dg.ConfigurableResource):
     _months: dict = PrivateAttr(default_factory=dict)
 
     def files(self) -> MonthlyFiles:
-        data_dir = self.data_dir or (
-            str(settings.trip_data_dir()) if settings.trip_data_dir() else None
-        )
+        data_dir = self.data_dir or (str(settings.trip_data_dir()) if settings.trip_data_dir() else None)
         kind = self.kind or os.environ.get("TRIP_SOURCE") or "auto"
         if kind not in ("auto", "tlc", "local", "synthetic"):
             raise TripDataError(f"TRIP_SOURCE must be auto, tlc, local or synthetic; got {kind!r}")
@@ -214,9 +206,7 @@ class TripSource(dg.ConfigurableResource):
         if kind == "synthetic":
             return Synthetic(self.synthetic_seed, self.synthetic_trips_per_day)
         cache = Path(self.cache_dir) if self.cache_dir else settings.mlops_home() / "cache" / "tlc"
-        return TlcDownload(
-            self.base_url, cache, self.timeout_seconds, self.retries, self.backoff_seconds
-        )
+        return TlcDownload(self.base_url, cache, self.timeout_seconds, self.retries, self.backoff_seconds)
 
     def describe(self) -> str:
         files = self.files()
@@ -226,16 +216,12 @@ class TripSource(dg.ConfigurableResource):
             return f"synthetic generator (seed {files.seed})"
         return f"TLC download from {files.base_url} (cache {files.cache_dir})"
 
-    def month(
-        self, taxi_type: str, month: str, required: Iterable[str]
-    ) -> tuple[pd.DataFrame, str]:
+    def month(self, taxi_type: str, month: str, required: Iterable[str]) -> tuple[pd.DataFrame, str]:
         """One normalised (not yet cleaned) month, read once per resource instance."""
         key = (taxi_type, month, tuple(sorted(required)))
         if key not in self._months:
             table, origin = self.files().fetch(taxi_type, month)
-            normalised = schema.normalize(
-                table, source=origin, taxi_type=taxi_type, required=required
-            )
+            normalised = schema.normalize(table, source=origin, taxi_type=taxi_type, required=required)
             self._months[key] = (schema.to_pandas(normalised), origin)
         return self._months[key]
 

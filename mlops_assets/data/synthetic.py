@@ -117,9 +117,7 @@ def generate_month(
 
     # Street-hail vs dispatch: in a share of rows the dispatch columns are all null.
     dispatch_null = rng.random(n) < (0.10 if year >= 2022 else 0.45)
-    passengers = rng.choice(
-        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], size=n, p=[0.82, 0.09, 0.03, 0.01, 0.03, 0.02]
-    )
+    passengers = rng.choice([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], size=n, p=[0.82, 0.09, 0.03, 0.01, 0.03, 0.02])
     ratecode = rng.choice([1.0, 1.0, 1.0, 1.0, 5.0], size=n)
     payment = rng.choice([1.0, 1.0, 2.0, 2.0, 3.0], size=n)
     trip_type = np.where(ratecode == 5.0, 2.0, 1.0)

@@ -7,9 +7,11 @@ import pandas as pd
 
 from mlops_assets import constants as C
 from mlops_assets.data.assets import trips_key
+from mlops_assets.monitoring.metrics_db import MetricsDB
 from mlops_assets.partitions import monthly_partitions
 from mlops_assets.specs import ModelSpec
 from mlops_assets.training import model as M
+from mlops_assets.training.promotion import promote_if_no_worse
 from mlops_assets.training.registry import ModelRegistry
 
 
@@ -17,9 +19,7 @@ def model_key(spec: ModelSpec) -> dg.AssetKey:
     return dg.AssetKey([spec.name, C.DURATION_MODEL])
 
 
-def model_metadata(
-    bundle: M.ModelBundle, registered, registry: ModelRegistry, artifact_path
-) -> dict:
+def model_metadata(bundle: M.ModelBundle, registered, registry: ModelRegistry, artifact_path) -> dict:
     info = bundle.info
     metadata = {
         "model_version": dg.MetadataValue.text(registered.version),
@@ -28,9 +28,7 @@ def model_metadata(
         "mean_baseline_rmse": dg.MetadataValue.float(info.mean_baseline.rmse),
         "n_train": dg.MetadataValue.int(info.n_train),
         "n_holdout": dg.MetadataValue.int(info.n_holdout),
-        "training_window": (
-            f"{info.window_start} .. {info.window_end} (holdout from {info.holdout_start})"
-        ),
+        "training_window": (f"{info.window_start} .. {info.window_end} (holdout from {info.holdout_start})"),
         "artifact": dg.MetadataValue.path(str(artifact_path)),
         "mlflow_run_id": registered.run_id,
         "fingerprint": info.fingerprint,
@@ -68,7 +66,8 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             f"A {spec.training.algorithm} of trip duration on {', '.join(spec.feature_columns)}, "
             f"trained on the first {spec.training.train_fraction:.0%} (by pickup time) of a month"
             "'s trips; the rest is the holdout, kept as monitoring's reference data. Registered in "
-            f"MLflow as `{spec.name}`; the first model registered becomes `champion`."
+            f"MLflow as `{spec.name}`. The spec's first model becomes `champion`; a later one only "
+            "if it is no worse than the champion on the same holdout."
         ),
         check_specs=[
             dg.AssetCheckSpec(
@@ -82,6 +81,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         trips: dict[str, pd.DataFrame],
         model_registry: ModelRegistry,
+        metrics_db: MetricsDB,
     ) -> dg.MaterializeResult:
         frames = [f for f in trips.values() if len(f)]
         if not frames:
@@ -102,14 +102,25 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "spec": spec.name,
             },
         )
-        artifact_path = (
-            model_registry.bundle_dir(spec.name, registered.version) / spec.training.artifact
+        artifact_path = model_registry.bundle_dir(spec.name, registered.version) / spec.training.artifact
+        # Champion if it is the spec's first model or no worse than the champion on this
+        # month's holdout; in effect from the month after at the earliest.
+        decision = promote_if_no_worse(
+            spec,
+            candidate=bundle,
+            registered=registered,
+            holdout_rows=holdout_rows,
+            earliest_effective=(pd.Timestamp(context.partition_key) + pd.offsets.MonthBegin(1)).date(),
+            registry=model_registry,
+            db=metrics_db,
         )
-        if model_registry.champion(spec.name) is None:
-            model_registry.set_champion(spec.name, registered.version)
-            context.log.info(
-                "%s v%s is the first model: it becomes champion", spec.name, registered.version
-            )
+        context.log.info(
+            "%s v%s: %s (%s)",
+            spec.name,
+            registered.version,
+            "promoted" if decision.promoted else "not promoted",
+            decision.reason,
+        )
         context.log.info(
             "%s v%s: holdout RMSE %.3f (mean predictor %.3f) on %d rows",
             spec.name,
@@ -119,7 +130,10 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             bundle.info.n_holdout,
         )
         return dg.MaterializeResult(
-            metadata=model_metadata(bundle, registered, model_registry, artifact_path),
+            metadata={
+                **model_metadata(bundle, registered, model_registry, artifact_path),
+                **decision.metadata(),
+            },
             check_results=[rmse_check(spec, bundle.info, key)],
         )
 

@@ -147,9 +147,7 @@ def split_by_time(df: pd.DataFrame, train_fraction: float) -> tuple[pd.DataFrame
     return ordered.iloc[:cut], ordered.iloc[cut:]
 
 
-def split_by_days(
-    df: pd.DataFrame, holdout_start: pd.Timestamp
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_by_days(df: pd.DataFrame, holdout_start: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
     ordered = df.sort_values(PICKUP, kind="stable").reset_index(drop=True)
     is_holdout = ordered[PICKUP] >= holdout_start
     return ordered[~is_holdout], ordered[is_holdout]

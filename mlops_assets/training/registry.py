@@ -110,9 +110,7 @@ class ModelRegistry(dg.ConfigurableResource):
     def find_by_fingerprint(self, name: str, fingerprint: str) -> str | None:
         client = self.client()
         try:
-            found = client.search_model_versions(
-                f"name='{name}' and tag.fingerprint='{fingerprint}'"
-            )
+            found = client.search_model_versions(f"name='{name}' and tag.fingerprint='{fingerprint}'")
         except Exception as exc:  # no registered model yet
             if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
                 return None
@@ -144,9 +142,7 @@ class ModelRegistry(dg.ConfigurableResource):
         info = bundle.info
         with tempfile.TemporaryDirectory() as tmp:
             staged = Path(tmp) / BUNDLE_ARTIFACT_PATH
-            with mlflow.start_run(
-                experiment_id=self.experiment_id(name), run_name=tags.get("source")
-            ) as run:
+            with mlflow.start_run(experiment_id=self.experiment_id(name), run_name=tags.get("source")) as run:
                 mlflow.set_tags(tags)
                 mlflow.log_params(
                     {
@@ -204,11 +200,7 @@ class ModelRegistry(dg.ConfigurableResource):
             return str(self.client().get_model_version_by_alias(name, CHAMPION).version)
         except Exception as exc:
             text = str(exc)
-            if (
-                "RESOURCE_DOES_NOT_EXIST" in text
-                or "not found" in text.lower()
-                or "alias" in text.lower()
-            ):
+            if "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower() or "alias" in text.lower():
                 return None
             raise
 

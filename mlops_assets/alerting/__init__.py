@@ -1,0 +1,1 @@
+"""Alerts and the retrain loop: the drift sensor, email, retraining and promotion."""

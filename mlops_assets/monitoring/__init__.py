@@ -1,0 +1,1 @@
+"""Daily monitoring: predictions, Evidently drift metrics, and the ``dummy_metrics`` table."""

@@ -1,0 +1,417 @@
+"""Drift alerts and the retrain loop: sensor → email → retrain asset → MLflow → champion.
+
+Real components: an SMTP server on loopback (aiosmtpd, with AUTH where a test needs it), the
+metrics DB (SQLite; PostgreSQL where marked), a real MLflow store, real Dagster instances,
+and the real sensor definition evaluated with ``dg.build_sensor_context``. The sensor tests
+insert ``dummy_metrics`` rows directly (the table is their input; the monitoring tests
+produce it for real). The prediction service's reload endpoint is stood in for by a tiny
+HTTP server here; the real service is exercised end to end in test_e2e.py.
+"""
+
+import email
+import email.policy
+import http.server
+import json
+import logging
+import socket
+import threading
+import time
+from datetime import date, datetime
+
+import dagster as dg
+import mlflow
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from mlops_assets import constants as C
+from mlops_assets.alerting.alerts import breach_line
+from mlops_assets.alerting.mailer import Mailer
+from mlops_assets.alerting.retrain import RETRAIN_TAG
+from mlops_assets.alerting.sensor import sensor_name
+from mlops_assets.definitions import build_defs
+from mlops_assets.monitoring.metrics_db import MetricsDB, day_timestamp, utcnow
+from mlops_assets.specs import Features, Retraining
+from mlops_assets.training.registry import ModelRegistry
+from mlops_assets_tests.helpers import default_spec, failure_message
+
+SPEC = default_spec()
+RETRAINED = dg.AssetKey([SPEC.name, C.RETRAINED_MODEL])
+
+
+# --- a real SMTP server on loopback ---------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Inbox:
+    def __init__(self):
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+class SmtpServer:
+    """aiosmtpd on 127.0.0.1:<port>; optionally requiring AUTH with one user/password."""
+
+    def __init__(self, port: int, credentials: tuple[str, str] | None = None):
+        self.inbox = Inbox()
+        kwargs = {}
+        if credentials:
+
+            def authenticator(server, session, envelope, mechanism, auth_data):
+                ok = (auth_data.login.decode(), auth_data.password.decode()) == credentials
+                return AuthResult(success=ok, handled=False)
+
+            kwargs = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": False}
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=port, **kwargs)
+
+    def __enter__(self):
+        self.controller.start()
+        return self.inbox
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp_port(monkeypatch) -> int:
+    port = free_port()
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
+    monkeypatch.setenv("ALERT_EMAIL_TO", "oncall@example.com, ml@example.com")
+    monkeypatch.setenv("ALERT_EMAIL_FROM", "mlops@example.com")
+    return port
+
+
+# --- metric rows and sensor evaluation ------------------------------------------------------
+def put_rows(db: MetricsDB, values: dict[str, float | None], version: str = "1") -> None:
+    now = utcnow()
+    db.upsert_metrics(
+        {
+            "model_name": SPEC.name,
+            "timestamp": day_timestamp(day),
+            "model_version": version,
+            "prediction_drift": value,
+            "num_drifted_columns": 1,
+            "share_missing_values": 0.0,
+            "n_rows": 2000 if value is not None else 0,
+            "n_scored": 2000 if value is not None else 0,
+            "drift_threshold": 0.2,
+            "computed_at": now,
+        }
+        for day, value in values.items()
+    )
+
+
+def tick(defs, instance, cursor=None):
+    sensor = defs.resolve_sensor_def(sensor_name(SPEC))
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
+        return sensor(context)
+
+
+def bodies(inbox: Inbox) -> list[str]:
+    return [m.get_content() for m in inbox.messages]
+
+
+def test_breach_line_is_the_original_format():
+    assert breach_line(0.2, datetime(2022, 2, 19, 20, 30), 0.23414) == (
+        "Threshold breach (>0.20): 2022-02-19 20:30 — 0.2341"
+    )
+
+
+def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_env):
+    db = MetricsDB()
+    put_rows(
+        db,
+        {"2022-02-01": 0.05, "2022-02-02": 0.31, "2022-02-03": 0.12, "2022-02-04": 0.27, "2022-02-05": None},
+    )
+    defs, instance = build_defs([SPEC]), dg.DagsterInstance.ephemeral()
+    result = tick(defs, instance)
+    (request,) = result.run_requests
+    assert request.partition_key == "2022-02-04"
+    assert request.run_key == "retrain:green_taxi_duration:2022-02-04"
+    assert request.asset_selection == [RETRAINED]
+    assert request.tags == {RETRAIN_TAG: SPEC.name}
+    newest = max(r["computed_at"] for r in db.metrics(SPEC.name))
+    assert json.loads(result.cursor) == {"computed_at": newest.isoformat()}
+
+    (eml,) = (isolated_env / "outbox").glob("*.eml")  # no SMTP_HOST: the outbox
+    msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert msg["Subject"] == "[mlops_assets] green_taxi_duration: prediction drift 0.3100 > 0.20 (2 breaches)"
+    body = msg.get_content()
+    assert "Model: green_taxi_duration" in body
+    lines = [line for line in body.splitlines() if line.startswith("Threshold breach")]
+    assert lines == [
+        "Threshold breach (>0.20): 2022-02-02 00:00 — 0.3100",
+        "Threshold breach (>0.20): 2022-02-04 00:00 — 0.2700",
+    ]
+
+    # The next tick, from the new cursor: no new rows, no new email, the same idempotent request.
+    again = tick(defs, instance, result.cursor)
+    assert [r.run_key for r in again.run_requests] == [request.run_key]
+    assert len(list((isolated_env / "outbox").glob("*.eml"))) == 1
+    assert again.cursor == result.cursor
+
+
+def test_each_breach_is_emailed_exactly_once_over_real_smtp(isolated_env, smtp_port, monkeypatch):
+    db = MetricsDB()
+    defs, instance = build_defs([SPEC]), dg.DagsterInstance.ephemeral()
+    with SmtpServer(smtp_port) as inbox:
+        put_rows(db, {f"2022-01-{d:02d}": 0.30 + d / 1000 for d in range(1, 31)})  # a month of breaches
+        cursor = tick(defs, instance).cursor
+        assert len(inbox.messages) == 1  # thirty breaches, one email
+        msg = inbox.messages[0]
+        assert msg["To"] == "oncall@example.com, ml@example.com"
+        assert msg["From"] == "mlops@example.com"
+        lines = [x for x in bodies(inbox)[0].splitlines() if x.startswith("Threshold")]
+        assert len(lines) == 30
+        assert lines[0] == "Threshold breach (>0.20): 2022-01-01 00:00 — 0.3010"
+
+        # A restarted daemon (no cursor) and a re-materialization (same days recomputed) email nothing.
+        tick(defs, instance, None)
+        put_rows(db, {f"2022-01-{d:02d}": 0.30 + d / 1000 for d in range(1, 31)})
+        cursor = tick(defs, instance, cursor).cursor
+        assert len(inbox.messages) == 1
+
+        # A new breach is its own email, with only its own line.
+        time.sleep(0.01)
+        put_rows(db, {"2022-02-01": 0.05, "2022-02-02": 0.44})
+        tick(defs, instance, cursor)
+        assert len(inbox.messages) == 2
+        assert [x for x in bodies(inbox)[1].splitlines() if x.startswith("Threshold")] == [
+            "Threshold breach (>0.20): 2022-02-02 00:00 — 0.4400"
+        ]
+    assert {a["status"] for a in db.alerts(SPEC.name)} == {"sent"}
+    assert len(db.alerts(SPEC.name)) == 31
+
+
+def test_spec_threshold_and_env_threshold(isolated_env, monkeypatch):
+    db = MetricsDB()
+    put_rows(db, {"2022-02-01": 0.25})
+    monkeypatch.setenv("DRIFT_THRESHOLD", "0.30")
+    result = tick(build_defs([SPEC]), dg.DagsterInstance.ephemeral())
+    assert not result.run_requests
+    assert "no new breach of 0.30" in result.skip_reason.skip_message
+    assert not (isolated_env / "outbox").exists()
+
+
+def test_smtp_down_then_up_delivers_once_later(isolated_env, smtp_port, capsys):
+    db = MetricsDB()
+    defs, instance = build_defs([SPEC]), dg.DagsterInstance.ephemeral()
+    put_rows(db, {"2022-02-07": 0.22})
+    first = tick(defs, instance)  # nobody listens on the SMTP port
+    (alert,) = db.alerts(SPEC.name)
+    assert alert["status"] == "pending" and alert["attempts"] == 1
+    assert f"could not send via smtp://127.0.0.1:{smtp_port}" in alert["last_error"]
+    assert "NOT sent, will retry on the next tick" in capsys.readouterr().err  # the tick's log
+    assert [r.partition_key for r in first.run_requests] == ["2022-02-07"]  # evaluation went on
+
+    with SmtpServer(smtp_port) as inbox:
+        tick(defs, instance, first.cursor)
+        tick(defs, instance, first.cursor)
+    assert len(inbox.messages) == 1
+    assert "Threshold breach (>0.20): 2022-02-07 00:00 — 0.2200" in bodies(inbox)[0]
+    (alert,) = db.alerts(SPEC.name)
+    assert alert["status"] == "sent" and alert["attempts"] == 2
+
+
+def test_auth_refused_is_retried_and_the_password_never_leaks(
+    isolated_env, smtp_port, monkeypatch, caplog, capsys
+):
+    monkeypatch.setenv("SMTP_USER", "alerts")
+    monkeypatch.setenv("SMTP_PASSWORD", "wrong-Secret-123")
+    db = MetricsDB()
+    put_rows(db, {"2022-02-08": 0.5})
+    instance = dg.DagsterInstance.ephemeral()
+    with SmtpServer(smtp_port, credentials=("alerts", "right-Secret-456")) as inbox:
+        with caplog.at_level(logging.DEBUG):
+            cursor = tick(build_defs([SPEC]), instance).cursor
+        assert inbox.messages == []
+        (alert,) = db.alerts(SPEC.name)
+        assert alert["status"] == "pending" and "SMTPAuthenticationError" in alert["last_error"]
+        out = capsys.readouterr()
+        assert "SMTPAuthenticationError" in out.err  # reported on the tick...
+        for text in (alert["last_error"], caplog.text, out.err, out.out):
+            assert "wrong-Secret-123" not in text  # ...without the password
+
+        # The resource as Dagster (and its UI) sees it: the variable's name, not its value.
+        mailer = build_defs([SPEC]).resources["mailer"]
+        assert "wrong-Secret-123" not in json.dumps(
+            mailer._get_non_default_public_field_values(), default=str
+        )
+        assert isinstance(mailer.smtp_password, dg.EnvVar)
+
+        monkeypatch.setenv("SMTP_PASSWORD", "right-Secret-456")
+        with caplog.at_level(logging.DEBUG):
+            tick(build_defs([SPEC]), instance, cursor)
+        assert len(inbox.messages) == 1
+        out = capsys.readouterr()
+        for text in (caplog.text, out.err, out.out):
+            assert "right-Secret-456" not in text
+        assert "right-Secret-456" not in inbox.messages[0].as_string()
+    assert db.alerts(SPEC.name)[0]["status"] == "sent"
+
+
+def test_no_second_retrain_while_one_is_in_flight_and_none_when_covered(isolated_env):
+    db = MetricsDB()
+    put_rows(db, {f"2022-02-{d:02d}": 0.4 for d in range(1, 11)})
+    defs, instance = build_defs([SPEC]), dg.DagsterInstance.ephemeral()
+    instance.add_run(
+        dg.DagsterRun(
+            job_name=C.RETRAIN_JOB,
+            run_id="inflight",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={RETRAIN_TAG: SPEC.name},
+        )
+    )
+    result = tick(defs, instance)
+    assert result.run_requests == [] or result.run_requests is None
+    assert "already in flight" in result.skip_reason.skip_message
+
+    # Once a champion trained up to the latest breach day is in effect, the breach is covered.
+    instance.delete_run("inflight")  # (the in-flight run is over)
+    db.record_in_effect(SPEC.name, "2", date(2022, 2, 11), reason="test", window_end=date(2022, 2, 10))
+    covered = tick(defs, instance, result.cursor)
+    assert not covered.run_requests
+    assert "covered by the champion (trained up to 2022-02-10)" in covered.skip_reason.skip_message
+
+
+# --- the retrain asset ----------------------------------------------------------------------
+class ReloadRecorder:
+    """Stands in for the prediction service's POST /reload (the real one: test_e2e.py)."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                recorder.calls.append({"path": self.path, "auth": self.headers.get("Authorization")})
+                body = json.dumps({"previous_version": "1", "version": "2"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def retrain(defs, day: str):
+    return dg.materialize(
+        list(defs.assets),
+        selection=[RETRAINED],
+        resources=defs.resources,
+        partition_key=day,
+        raise_on_error=False,
+        tags={RETRAIN_TAG: SPEC.name},
+    )
+
+
+def metadata(result) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == RETRAINED]
+    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+
+
+def test_retrain_registers_compares_promotes_and_tells_serving(home, monkeypatch, report_figure):
+    """v1 (trained on 2022-01-01..15) vs a model on the 28 days ending 2022-01-31, scored on
+    the same last 7 days: the fresher model is no worse, so it becomes champion."""
+    recorder = ReloadRecorder()
+    monkeypatch.setenv("SERVING_URL", recorder.url)
+    monkeypatch.setenv("SERVING_RELOAD_TOKEN", "reload-token-xyz")
+    try:
+        result = retrain(build_defs([SPEC]), "2022-01-31")
+    finally:
+        recorder.close()
+    assert result.success, failure_message(result)
+    md = metadata(result)
+    report_figure(
+        f"retrain for 2022-01-31: candidate v{md['candidate_version']} holdout RMSE "
+        f"{md['candidate_holdout_rmse']:.3f} vs champion v{md['champion_version']} "
+        f"{md['champion_holdout_rmse']:.3f} -> {md['decision']}"
+    )
+    assert md["decision"] == "promoted"
+    assert md["candidate_holdout_rmse"] <= md["champion_holdout_rmse"]
+    assert md["training_window"] == "2022-01-04 .. 2022-01-31 (holdout from 2022-01-25)"
+    assert md["effective_from"] == "2022-02-01"
+    assert recorder.calls == [{"path": "/reload", "auth": "Bearer reload-token-xyz"}]
+
+    registry = ModelRegistry()
+    client = mlflow.MlflowClient(registry.uri())
+    versions = {v.version: v for v in client.search_model_versions(f"name='{SPEC.name}'")}
+    assert set(versions) == {1, 2}
+    assert registry.champion(SPEC.name) == "2"
+    tags = versions[2].tags
+    assert (
+        tags["decision"] == "promoted" and tags["source"] == "retrain" and tags["breach_day"] == "2022-01-31"
+    )
+    assert float(tags["candidate_rmse"]) == pytest.approx(md["candidate_holdout_rmse"])
+    assert float(tags["champion_rmse"]) == pytest.approx(md["champion_holdout_rmse"])
+    assert tags["champion_version"] == "1"
+    timeline = MetricsDB().timeline(SPEC.name)
+    # Nothing was monitored with v1 yet, so v2 takes its place from v1's first day.
+    assert [(t["model_version"], str(t["effective_from"])) for t in timeline] == [("2", "2022-02-01")]
+    assert timeline[-1]["window_end"] == date(2022, 1, 31) and timeline[-1]["previous_version"] == "1"
+
+    # Re-materializing the same partition registers nothing new and keeps the champion.
+    again = metadata(retrain(build_defs([SPEC]), "2022-01-31"))
+    assert again["model_version"] == "2" and again["newly_registered"] is False
+    assert len(client.search_model_versions(f"name='{SPEC.name}'")) == 2
+
+
+def test_a_worse_model_is_registered_but_not_promoted(home, monkeypatch):
+    """The spec's features lose the zones (as if someone edited the YAML): the candidate is
+    worse on the same holdout, so the champion stays."""
+    worse = SPEC.model_copy(update={"features": Features(numerical=("trip_distance",))})
+    result = retrain(build_defs([worse]), "2022-01-31")
+    assert result.success, failure_message(result)
+    md = metadata(result)
+    assert md["decision"] == "not promoted"
+    assert md["candidate_holdout_rmse"] > md["champion_holdout_rmse"]
+    assert "is worse than champion v1's" in md["decision_reason"]
+    registry = ModelRegistry()
+    assert registry.champion(SPEC.name) == "1"
+    assert registry.version_tags(SPEC.name, md["model_version"])["decision"] == "not_promoted"
+    assert [t["model_version"] for t in MetricsDB().timeline(SPEC.name)] == ["1"]
+
+
+def test_too_few_rows_in_the_window_is_refused(home):
+    picky = SPEC.model_copy(update={"retraining": Retraining(window_days=28, holdout_days=7, min_rows=10**6)})
+    result = retrain(build_defs([picky]), "2022-01-31")
+    assert not result.success
+    message = failure_message(result)
+    assert "green_taxi_duration: the window 2022-01-04 .. 2022-01-31 holds " in message
+    assert "usable trips, fewer than retraining.min_rows=1000000; refusing to train on so little" in message
+    assert len(mlflow.MlflowClient(ModelRegistry().uri()).search_model_versions(f"name='{SPEC.name}'")) == 1
+
+
+def test_window_without_trips_materialized_fails_clearly(home):
+    result = retrain(build_defs([SPEC]), "2022-02-10")  # trips of 2022-02 were never materialized
+    assert not result.success
+    assert "green_taxi_duration/trips partition 2022-02-01 has not been materialized" in failure_message(
+        result
+    )
+
+
+def test_mailer_describe_never_shows_the_password(monkeypatch):
+    monkeypatch.setenv("SMTP_HOST", "smtp.example.com")
+    monkeypatch.setenv("SMTP_USER", "bot")
+    monkeypatch.setenv("SMTP_PASSWORD", "pa55")
+    monkeypatch.setenv("SMTP_STARTTLS", "true")
+    mailer = Mailer()
+    assert mailer.describe() == "smtp://bot@smtp.example.com:587, STARTTLS"
+    assert mailer.scrub("login pa55 refused") == "login *** refused"

@@ -1,0 +1,322 @@
+"""Daily monitoring on real data: predictions → drift_metrics → dummy_metrics.
+
+Real TLC files, a real MLflow store, real SQLite and PostgreSQL metrics databases (a
+throwaway PostgreSQL database per test), Evidently for real. ``prediction_drift`` is checked
+against Evidently called directly in the test on frames built independently of the assets.
+"""
+
+import math
+from datetime import date
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from evidently import DataDefinition, Dataset, Report
+from evidently.metrics import DatasetMissingValueCount, DriftedColumnsCount, ValueDrift
+
+from mlops_assets import constants as C
+from mlops_assets.definitions import build_defs
+from mlops_assets.monitoring.metrics_db import MetricsDB, dummy_metrics, ensure_schema
+from mlops_assets.training.model import ModelBundle
+from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, train_month
+
+SPEC = default_spec()
+MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
+
+
+def key(name: str) -> dg.AssetKey:
+    return dg.AssetKey([SPEC.name, name])
+
+
+def monitor(defs, first: str, last: str | None = None, **kw):
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last or first}
+    return dg.materialize(
+        list(defs.assets),
+        selection=[key(n) for n in MONITORING],
+        resources=defs.resources,
+        tags=tags,
+        raise_on_error=False,
+        **kw,
+    )
+
+
+def rows(db: MetricsDB) -> pd.DataFrame:
+    return pd.DataFrame(db.metrics(SPEC.name)).set_index("timestamp")
+
+
+def independent_metrics(data_dir, bundle: ModelBundle, day: str) -> dict:
+    """Evidently called directly on frames built here from the raw files (not the assets)."""
+    next_day = str((pd.Timestamp(day) + pd.Timedelta(days=1)).date())
+    trips = load_trips(SPEC, data_dir, day, next_day)
+    cols = [*SPEC.features.categorical, *SPEC.features.numerical]
+    current = trips[cols].reset_index(drop=True)
+    current["prediction"] = bundle.pipeline.predict(
+        [
+            {
+                "PULocationID": str(int(r.PULocationID)),
+                "DOLocationID": str(int(r.DOLocationID)),
+                "trip_distance": float(r.trip_distance),
+            }
+            for r in trips.itertuples()
+        ]
+    )
+    reference = bundle.reference[[*cols, "prediction"]]
+    definition = DataDefinition(
+        numerical_columns=["trip_distance", "prediction"],
+        categorical_columns=["PULocationID", "DOLocationID"],
+    )
+    snapshot = Report(
+        [
+            ValueDrift(column="prediction"),
+            DriftedColumnsCount(columns=cols),
+            DatasetMissingValueCount(columns=cols),
+        ]
+    ).run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    )
+    values = [m["value"] for m in snapshot.dict()["metrics"]]
+    return {
+        "prediction_drift": values[0],
+        "num_drifted_columns": values[1]["count"],
+        "share_missing_values": values[2]["share"],
+        "n_rows": len(trips),
+    }
+
+
+def test_prediction_drift_matches_evidently_called_directly(home, trip_data_dir, report_figure):
+    defs = build_defs([SPEC])
+    result = monitor(defs, "2022-02-01", "2022-02-07")
+    assert result.success, failure_message(result)
+    table = rows(MetricsDB())
+    assert len(table) == 7
+    bundle = ModelBundle.load(home / "models" / SPEC.name / "v1")
+    for day in ("2022-02-01", "2022-02-03", "2022-02-05", "2022-02-06"):
+        expected = independent_metrics(trip_data_dir, bundle, day)
+        row = table.loc[pd.Timestamp(day)]
+        assert row["prediction_drift"] == pytest.approx(expected["prediction_drift"], abs=1e-9, rel=0)
+        assert row["num_drifted_columns"] == expected["num_drifted_columns"]
+        assert row["share_missing_values"] == pytest.approx(expected["share_missing_values"], abs=1e-12)
+        assert row["n_rows"] == expected["n_rows"] == row["n_scored"]
+        assert row["model_version"] == "1"
+        report_figure(f"prediction_drift {day} (v1 trained on 2022-01): {row['prediction_drift']:.6f}")
+
+    # per-partition metadata: numeric drift (so the UI plots it), rows, version, report link
+    events = {
+        e.partition: e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == key(C.DRIFT_METRICS)
+    }
+    assert len(events) == 7
+    md = events["2022-02-03"]
+    assert isinstance(md["prediction_drift"], dg.FloatMetadataValue)
+    assert md["prediction_drift"].value == table.loc[pd.Timestamp("2022-02-03"), "prediction_drift"]
+    assert md["model_version"].value == "1"
+    report = home / "reports" / SPEC.name / "2022-02-03.html"
+    assert md["report"].value == str(report)
+    html = report.read_text()
+    assert len(html) < 500_000 and 'src="js/evidently.' in html  # the JS library is shared
+    assert (report.parent / "js").is_dir()
+
+
+def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, monkeypatch):
+    defs = build_defs([SPEC])
+    instance = dg.DagsterInstance.ephemeral()
+    result = monitor(defs, "2022-02-01", "2022-02-28", instance=instance)
+    assert result.success, failure_message(result)
+    assert len(instance.get_run_records()) == 1
+    first = rows(MetricsDB())
+    assert list(first.index) == list(pd.date_range("2022-02-01", "2022-02-28"))
+    assert first["model_version"].eq("1").all()
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks[C.CHECK_DRIFT_THRESHOLD].severity == dg.AssetCheckSeverity.WARN
+
+    # Re-materializing a day gives the same values and still one row.
+    assert monitor(defs, "2022-02-10").success
+    again = rows(MetricsDB())
+    assert len(again) == 28
+    cols = ["prediction_drift", "num_drifted_columns", "share_missing_values", "n_rows", "model_version"]
+    pd.testing.assert_frame_equal(again[cols], first[cols])
+    assert again.loc["2022-02-10", "computed_at"] > first.loc["2022-02-10", "computed_at"]
+
+    # New values (another threshold) replace the old ones; still one row per day.
+    monkeypatch.setenv("DRIFT_THRESHOLD", "0.05")
+    result = monitor(defs, "2022-02-10", "2022-02-11")
+    assert result.success
+    latest = rows(MetricsDB())
+    assert len(latest) == 28
+    assert latest.loc["2022-02-10", "drift_threshold"] == 0.05
+    assert latest.loc["2022-02-12", "drift_threshold"] == 0.20
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == C.CHECK_DRIFT_THRESHOLD)
+    assert check.passed == bool((latest.loc[["2022-02-10", "2022-02-11"], "prediction_drift"] <= 0.05).all())
+
+
+@pytest.mark.postgres
+def test_month_backfill_into_postgres(home, postgres_url, monkeypatch):
+    monkeypatch.setenv("METRICS_DATABASE_URL", postgres_url)
+    db = MetricsDB()
+    db.record_in_effect(SPEC.name, "1", date(2022, 2, 1), reason="test: v1 trained on 2022-01")
+    defs = build_defs([SPEC])
+    assert monitor(defs, "2022-02-01", "2022-02-28").success
+    assert monitor(defs, "2022-02-14", "2022-02-16").success  # overlapping re-run
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        count, days = conn.execute(
+            sa.text("select count(*), count(distinct timestamp) from dummy_metrics where model_name = :m"),
+            {"m": SPEC.name},
+        ).one()
+        assert count == days == 28
+        # "latest row per model" is a backward scan of the unique index, not a table scan
+        conn.execute(sa.text("set enable_seqscan = off"))
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "explain select * from dummy_metrics where model_name = 'green_taxi_duration' "
+                    "order by timestamp desc limit 1"
+                )
+            )
+        )
+    assert "Index Scan Backward using uq_dummy_metrics_model_timestamp" in plan
+    sqlite_free = MetricsDB(url=postgres_url).latest_metric(SPEC.name)
+    assert sqlite_free["timestamp"] == pd.Timestamp("2022-02-28")
+
+
+def test_model_in_effect_per_day_and_old_partitions_reproduce(home, trip_data_dir):
+    """v1 in effect until 2022-02-03, then v2: each day is scored by its own model, and
+    re-running a v1 day after the promotion reproduces the v1 row."""
+    defs = build_defs([SPEC])
+    assert monitor(defs, "2022-02-01", "2022-02-03").success
+    before = rows(MetricsDB())
+    from mlops_assets.training.registry import ModelRegistry
+    from mlops_assets_tests.helpers import register_champion
+
+    v2 = register_champion(SPEC, train_month(SPEC, trip_data_dir, "2021-03"), ModelRegistry())
+    MetricsDB().record_in_effect(SPEC.name, v2.version, date(2022, 2, 4), reason="test promotion")
+    assert monitor(defs, "2022-02-01", "2022-02-06").success
+    after = rows(MetricsDB())
+    assert after["model_version"].tolist() == ["1", "1", "1", v2.version, v2.version, v2.version]
+    cols = ["prediction_drift", "num_drifted_columns", "n_rows"]
+    pd.testing.assert_frame_equal(after.loc[before.index, cols], before[cols])
+    assert not math.isclose(after.iloc[3]["prediction_drift"], before.iloc[2]["prediction_drift"])
+
+
+def test_days_before_the_first_model_fail_clearly(home):
+    result = monitor(build_defs([SPEC]), "2022-01-30", "2022-02-01")
+    assert not result.success
+    assert (
+        "green_taxi_duration: no model is in effect on 2022-01-30 .. 2022-01-31; "
+        "the first model (v1) is in effect from 2022-02-01" in failure_message(result)
+    )
+    assert MetricsDB().metrics(SPEC.name) == []
+
+
+def test_a_day_without_trips_is_a_row_that_says_so(home, tmp_path, trip_data_dir, monkeypatch):
+    folder = tmp_path / "tlc"
+    folder.mkdir()
+    table = pq.read_table(trip_data_dir / "green_tripdata_2022-02.parquet")
+    day = pc.strftime(table.column("lpep_pickup_datetime"), format="%Y-%m-%d")
+    pq.write_table(table.filter(pc.not_equal(day, "2022-02-09")), folder / "green_tripdata_2022-02.parquet")
+    monkeypatch.setenv("TRIP_DATA_DIR", str(folder))
+    result = monitor(build_defs([SPEC]), "2022-02-08", "2022-02-10")
+    assert result.success, failure_message(result)
+    table_rows = rows(MetricsDB())
+    empty = table_rows.loc["2022-02-09"]
+    assert empty["n_rows"] == 0 and empty["n_scored"] == 0
+    for metric in ("prediction_drift", "num_drifted_columns", "share_missing_values", "report_path"):
+        assert empty[metric] is None or (isinstance(empty[metric], float) and np.isnan(empty[metric]))
+    assert empty["model_version"] == "1"
+    assert table_rows.loc["2022-02-10", "prediction_drift"] > 0
+    md = next(
+        e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == key(C.DRIFT_METRICS) and e.partition == "2022-02-09"
+    )
+    assert md["prediction_drift"].value == "no trips"
+
+
+def test_database_down_fails_clearly_retries_and_hides_the_password(home, monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv(
+        "METRICS_DATABASE_URL", f"postgresql+psycopg2://postgres:s3cret@127.0.0.1:{port}/metrics"
+    )
+    defs = build_defs(
+        [SPEC], resources={"metrics_db": MetricsDB(connect_attempts=2, retry_backoff_seconds=0.05)}
+    )
+    result = monitor(defs, "2022-02-01")
+    assert not result.success
+    message = failure_message(result)
+    assert (
+        "could not create/migrate the tables of the metrics DB at "
+        f"postgresql+psycopg2://postgres:***@127.0.0.1:{port}/metrics after 2 attempts" in message
+    )
+    assert "s3cret" not in message
+    assert "s3cret" not in "\n".join(str(e) for e in result.all_events)
+
+
+@pytest.mark.postgres
+def test_a_failure_mid_transaction_leaves_no_partial_rows(home, postgres_url, monkeypatch):
+    monkeypatch.setenv("METRICS_DATABASE_URL", postgres_url)
+    db = MetricsDB()
+    db.record_in_effect(SPEC.name, "1", date(2022, 2, 1), reason="test")
+    defs = build_defs([SPEC])
+    assert monitor(defs, "2022-02-01", "2022-02-03").success
+    original = rows(db)
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:  # the database refuses one day of the batch
+        conn.execute(
+            sa.text("""
+            create function refuse_feb_5() returns trigger language plpgsql as $$
+            begin
+              if new.timestamp = '2022-02-05' then raise exception 'disk full (simulated)'; end if;
+              return new;
+            end $$;
+            create trigger refuse before insert or update on dummy_metrics
+              for each row execute function refuse_feb_5();
+        """)
+        )
+    monkeypatch.setenv("DRIFT_THRESHOLD", "0.33")
+    result = monitor(defs, "2022-02-01", "2022-02-07")
+    assert not result.success
+    assert "disk full (simulated)" in failure_message(result)
+    after = rows(db)
+    assert list(after.index) == list(original.index)  # nothing from 02-04..07
+    assert (after["drift_threshold"] == 0.20).all()  # 02-01..03 not half-updated either
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_schema_is_migrated_without_manual_sql(postgres_url):
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:  # an older table, before report_path and dagster_run_id existed
+        conn.execute(
+            sa.text(
+                "create table dummy_metrics (id bigserial primary key, model_name varchar(100) not null, "
+                "timestamp timestamp not null, model_version varchar(50), prediction_drift float, "
+                "num_drifted_columns int, share_missing_values float, n_rows int not null, "
+                "n_scored int not null, drift_threshold float, computed_at timestamp not null, "
+                "constraint uq_dummy_metrics_model_timestamp unique (model_name, timestamp))"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "insert into dummy_metrics (model_name, timestamp, n_rows, n_scored, computed_at) "
+                "values ('m', '2022-02-01', 1, 1, now())"
+            )
+        )
+    changes = ensure_schema(engine)
+    assert "added column dummy_metrics.report_path" in changes
+    assert "added column dummy_metrics.dagster_run_id" in changes
+    assert "created table drift_alerts" in changes
+    assert ensure_schema(engine) == []  # idempotent
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(dummy_metrics)).scalar() == 1
+    engine.dispose()
