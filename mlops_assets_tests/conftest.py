@@ -8,6 +8,7 @@ missing folder stops the run instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -124,29 +125,37 @@ def _admin_engine():
     return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh, throwaway PostgreSQL database for one test (dropped afterwards).
+@contextlib.contextmanager
+def throwaway_database(prefix: str = "mlops_test"):
+    """Create a PostgreSQL database, yield its SQLAlchemy URL, drop it (even with connections).
 
-    The server is required: if it is down the test errors (start it with
+    The server is required: if it is down this fails (start it with
     ``pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start``).
     """
     import uuid
 
     import sqlalchemy as sa
 
-    name = f"mlops_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = _admin_engine()
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc.orig}")
-    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, throwaway PostgreSQL database for one test (dropped afterwards)."""
+    with throwaway_database() as url:
+        yield url
 
 
 # --- a trained model, built once per session ------------------------------------------------

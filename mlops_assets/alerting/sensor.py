@@ -69,8 +69,8 @@ def evaluate(
 ) -> dg.SensorResult:
     threshold = spec.drift_threshold()
     seen_until = read_cursor(cursor)
-    rows = metrics_db.metrics_computed_since(spec.name, seen_until - CURSOR_OVERLAP if seen_until else None)
-    breaches = [r for r in rows if r["prediction_drift"] is not None and r["prediction_drift"] > threshold]
+    since = seen_until - CURSOR_OVERLAP if seen_until else None
+    n_rows, newest, breaches = metrics_db.breaches_computed_since(spec.name, since, threshold)
     new_days = metrics_db.record_breaches(spec.name, breaches, threshold)
     if new_days:
         log.info(
@@ -128,13 +128,12 @@ def evaluate(
             )
             notes.append(f"requested a retrain for {day}")
 
-    newest = max((r["computed_at"] for r in rows), default=seen_until)
-    if seen_until is not None and newest is not None:
-        newest = max(newest, seen_until)
+    if seen_until is not None:
+        newest = max(newest, seen_until) if newest is not None else seen_until
     if run_requests:
         return dg.SensorResult(run_requests=run_requests, cursor=write_cursor(newest))
     return dg.SensorResult(
-        skip_reason="; ".join(notes) or f"no new breach of {threshold:.2f} in {len(rows)} new row(s)",
+        skip_reason="; ".join(notes) or f"no new breach of {threshold:.2f} in {n_rows} new row(s)",
         cursor=write_cursor(newest),
     )
 
