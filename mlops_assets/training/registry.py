@@ -109,10 +109,12 @@ class ModelRegistry(dg.ConfigurableResource):
     # --- writing --------------------------------------------------------------------------
     def find_by_fingerprint(self, name: str, fingerprint: str) -> str | None:
         client = self.client()
+        from mlflow.exceptions import MlflowException
+
         try:
             found = client.search_model_versions(f"name='{name}' and tag.fingerprint='{fingerprint}'")
-        except Exception as exc:  # no registered model yet
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+        except MlflowException as exc:  # no registered model yet
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
         versions = sorted(int(v.version) for v in found if v.status == "READY")
@@ -195,13 +197,19 @@ class ModelRegistry(dg.ConfigurableResource):
 
     # --- reading --------------------------------------------------------------------------
     def champion(self, name: str) -> str | None:
-        """The version the ``champion`` alias points to, or None when there is none yet."""
+        """The version the ``champion`` alias points to, or None when there is none yet
+        (no such registered model, or no such alias). Any other error (an unreachable
+        server, say) is raised: "cannot tell" is not "no champion"."""
+        from mlflow.exceptions import MlflowException
+
         try:
             return str(self.client().get_model_version_by_alias(name, CHAMPION).version)
-        except Exception as exc:
-            text = str(exc)
-            if "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower() or "alias" in text.lower():
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # no registered model of that name
                 return None
+            text = str(exc)
+            if exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text:
+                return None  # the model exists, the alias does not
             raise
 
     def version_tags(self, name: str, version: str) -> dict[str, str]:

@@ -1,0 +1,353 @@
+"""The JSON API: ``/predict``, ``/health``, ``/ready``, ``/model``, ``/reload`` (+ OpenAPI).
+
+Every answer is JSON, errors included: ``{"detail": "<what is wrong, naming the field>"}``
+(plus ``errors``, one entry per problem, for a 422). ``POST /predict`` reads the current
+model once and uses that object for the whole request (see ``runtime.py``); its body rules
+come from the model's features (``inputs.py``), and so does the ``Trip`` schema in
+``/openapi.json``. The hot path answers with a prebuilt ``HttpResponse``, so ninja does not
+re-validate the output; the response schemas below are for the document (and the tests
+check the answers against them).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
+from ninja.responses import Status
+
+from mlops_assets.specs import SpecError, load_specs
+from mlops_assets.training.model import FeatureSettings
+from serving import config, runtime
+from serving.inputs import BadInput, TripInputs, check_finite
+from serving.runtime import LoadedModel
+from serving.source import ModelSource, ModelUnavailable
+
+log = logging.getLogger("serving")
+JSON = "application/json; charset=utf-8"
+
+
+# --- response documents ---------------------------------------------------------------------
+class ErrorOut(Schema):
+    detail: str
+
+
+class PredictionOut(Schema):
+    model: str
+    model_version: str
+    duration_minutes: float
+
+
+class BatchPredictionOut(Schema):
+    model: str
+    model_version: str
+    count: int
+    duration_minutes: list[float]
+
+
+class HealthOut(Schema):
+    status: str
+
+
+class ReadyOut(Schema):
+    ready: bool
+    model: str
+    model_version: str
+
+
+class NotReadyOut(Schema):
+    ready: bool
+    detail: str
+
+
+class ScoresOut(Schema):
+    rmse: float | None
+    mae: float | None
+    n: int
+
+
+class WindowOut(Schema):
+    start: str
+    end: str
+    holdout_start: str
+
+
+class FeaturesOut(Schema):
+    categorical: list[str]
+    numerical: list[str]
+    missing: str
+
+
+class ModelOut(Schema):
+    name: str
+    version: str
+    alias: str | None
+    source: str
+    registry: str | None
+    algorithm: str
+    target: str
+    features: FeaturesOut
+    training_window: WindowOut
+    n_train: int
+    holdout_metrics: ScoresOut
+    mean_baseline_metrics: ScoresOut
+    fingerprint: str
+    trained_at: str
+    loaded_at: str
+
+
+class WorkersOut(Schema):
+    total: int
+    updated: int
+    lagging: list[int]
+    failed: list[dict]
+
+
+class ReloadOut(Schema):
+    model: str
+    alias: str | None
+    old_version: str | None
+    new_version: str
+    changed: bool
+    workers: WorkersOut
+
+
+# --- the API --------------------------------------------------------------------------------
+class ServingAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        """The document, with the ``Trip`` schema of the model loaded now."""
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {})["Trip"] = _trip_schema(runtime.SERVICE.current)
+        components.setdefault("securitySchemes", {})["ReloadToken"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "the value of SERVING_RELOAD_TOKEN",
+        }
+        trip = {"$ref": "#/components/schemas/Trip"}
+        body = {
+            "oneOf": [
+                trip,
+                {"type": "array", "items": trip, "maxItems": config.max_batch_rows()},
+            ]
+        }
+        operation = schema["paths"]["/predict"]["post"]
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+        return schema
+
+
+api = ServingAPI(
+    title="Trip duration prediction service",
+    version="1",
+    description=(
+        "Predicts NYC taxi trip durations (minutes) with the model named by MODEL_URI "
+        "(default: the `champion` of `green_taxi_duration` in the MLflow registry). "
+        "POST one trip as an object or up to SERVING_MAX_BATCH_ROWS trips as an array."
+    ),
+)
+
+
+def _json(status: int, payload: dict, headers: dict | None = None) -> HttpResponse:
+    response = HttpResponse(json.dumps(payload), status=status, content_type=JSON)
+    for key, value in (headers or {}).items():
+        response[key] = value
+    return response
+
+
+def _no_model() -> HttpResponse:
+    return _json(503, {"detail": f"no model loaded: {runtime.SERVICE.problem}"}, {"Retry-After": "5"})
+
+
+def _trip_schema(loaded: LoadedModel | None) -> dict:
+    if loaded is not None:
+        return loaded.inputs.trip_schema()
+    # No model yet: document the features of the spec the model will come from, if known.
+    try:
+        name = ModelSource.parse(config.model_uri()).name
+        spec = next((s for s in load_specs() if s.name == name), None)
+    except (ModelUnavailable, SpecError, OSError):
+        spec = None
+    if spec is None:
+        return {"type": "object", "description": "the loaded model's feature fields"}
+    schema = TripInputs(FeatureSettings.of(spec), config.max_batch_rows()).trip_schema()
+    schema["description"] += f" (from spec {spec.name}: no model is loaded yet)"
+    return schema
+
+
+@api.exception_handler(BadInput)
+def _bad_input(request: HttpRequest, exc: BadInput) -> HttpResponse:
+    return _json(exc.status, exc.body())
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return _json(
+        413,
+        {
+            "detail": f"the request body is larger than {limit} bytes (SERVING_MAX_BODY_BYTES); "
+            f"send at most {config.max_batch_rows()} trips per request"
+        },
+    )
+
+
+_ERRORS = {400: ErrorOut, 411: ErrorOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut}
+
+
+@api.post(
+    "/predict",
+    response={200: PredictionOut | BatchPredictionOut, **_ERRORS},
+    summary="Predict trip durations (minutes)",
+    description=(
+        "Body: one trip (object) -> `duration_minutes` is a number; an array of trips -> "
+        "`duration_minutes` is a list in the same order. `model_version` (also in the "
+        "`X-Model-Version` header) names the model that made the prediction."
+    ),
+)
+def predict(request: HttpRequest):
+    loaded = runtime.SERVICE.current  # this request's model, whatever a reload does meanwhile
+    if loaded is None:
+        return _no_model()
+    body = request.body
+    if not body and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        # Django reads a WSGI body only up to its Content-Length
+        raise BadInput(411, "send the body with a Content-Length (chunked bodies are not read)")
+    frame, single = loaded.inputs.parse(body)
+    predictions = loaded.predict(frame)
+    check_finite(predictions)
+    payload: dict = {"model": loaded.name, "model_version": loaded.version}
+    if single:
+        payload["duration_minutes"] = float(predictions[0])
+    else:
+        payload["count"] = len(predictions)
+        payload["duration_minutes"] = predictions.tolist()
+    return _json(200, payload, {"X-Model-Version": loaded.version})
+
+
+@api.get("/health", response=HealthOut, summary="The process is up")
+def health(request: HttpRequest):
+    return {"status": "ok"}
+
+
+@api.get(
+    "/ready",
+    response={200: ReadyOut, 503: NotReadyOut},
+    summary="A model is loaded (503 with the reason otherwise)",
+)
+def ready(request: HttpRequest):
+    loaded = runtime.SERVICE.current
+    if loaded is None:
+        return Status(503, {"ready": False, "detail": f"no model loaded: {runtime.SERVICE.problem}"})
+    return {"ready": True, "model": loaded.name, "model_version": loaded.version}
+
+
+def _scores(scores) -> dict:
+    def number(x: float) -> float | None:
+        return x if x == x else None  # NaN (no rows) is null in JSON
+
+    return {"rmse": number(scores.rmse), "mae": number(scores.mae), "n": scores.n}
+
+
+@api.get("/model", response={200: ModelOut, 503: ErrorOut}, summary="The model being served")
+def model(request: HttpRequest):
+    loaded = runtime.SERVICE.current
+    if loaded is None:
+        return Status(503, {"detail": f"no model loaded: {runtime.SERVICE.problem}"})
+    info = loaded.bundle.info
+    return {
+        "name": loaded.name,
+        "version": loaded.version,
+        "alias": loaded.alias,
+        "source": loaded.source,
+        "registry": loaded.registry,
+        "algorithm": info.algorithm,
+        "target": info.target,
+        "features": {
+            "categorical": list(info.features.categorical),
+            "numerical": list(info.features.numerical),
+            "missing": info.features.missing,
+        },
+        "training_window": {
+            "start": info.window_start,
+            "end": info.window_end,
+            "holdout_start": info.holdout_start,
+        },
+        "n_train": info.n_train,
+        "holdout_metrics": _scores(info.holdout),
+        "mean_baseline_metrics": _scores(info.mean_baseline),
+        "fingerprint": info.fingerprint,
+        "trained_at": info.trained_at,
+        "loaded_at": loaded.loaded_at,
+    }
+
+
+def _token_matches(request: HttpRequest, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+    )
+
+
+@api.post(
+    "/reload",
+    response={200: ReloadOut, 401: ErrorOut, 403: ErrorOut, 503: ErrorOut},
+    summary="Load the model MODEL_URI names now and swap it in (all workers)",
+    description=(
+        "Needs `Authorization: Bearer <SERVING_RELOAD_TOKEN>`; refused (403) when the service "
+        "has no token configured. Re-resolves the alias, loads the model completely, then swaps "
+        "it in; requests in flight finish on the model they started with. If the new model "
+        "cannot be loaded, the old one keeps serving and the answer is 503 with the reason."
+    ),
+    openapi_extra={"security": [{"ReloadToken": []}]},
+)
+def reload(request: HttpRequest):
+    token = config.reload_token()
+    if token is None:
+        return _json(
+            403,
+            {
+                "detail": "reload is disabled: SERVING_RELOAD_TOKEN is not set on the service "
+                "(set it, or restart the service to load a new model)"
+            },
+        )
+    if not _token_matches(request, token):
+        return _json(
+            401,
+            {"detail": "reload needs the header 'Authorization: Bearer <SERVING_RELOAD_TOKEN>'"},
+            {"WWW-Authenticate": 'Bearer realm="reload"'},
+        )
+    before = runtime.SERVICE.current
+    try:
+        result = runtime.SERVICE.reload()
+    except ModelUnavailable as exc:
+        serving = f"still serving version {before.version}" if before else "no model is loaded"
+        log.warning("reload failed (%s): %s", serving, exc)
+        return _json(503, {"detail": f"reload failed, {serving}: {exc}"})
+    log.info(
+        "reload: %s %s -> %s (workers %s)",
+        result.new.name,
+        result.old.version if result.old else None,
+        result.new.version,
+        result.workers,
+    )
+    return _json(
+        200,
+        {
+            "model": result.new.name,
+            "alias": result.new.alias,
+            "old_version": result.old.version if result.old else None,
+            "new_version": result.new.version,
+            "changed": result.changed,
+            "workers": result.workers,
+        },
+    )
