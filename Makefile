@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster_home
 
-.PHONY: install demo test test-fast lint format dev serve bench clean
+.PHONY: install demo test e2e lint format dev serve bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -25,6 +25,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## make e2e: only the end-to-end tests (dagster dev, daemon, gunicorn, browser); part of `make test`
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -m e2e
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,7 +40,17 @@ format: $(STAMP)
 ## make dev: the Dagster UI + daemon on http://localhost:3000 (runs kept in $(DAGSTER_HOME))
 dev: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
+
+## make serve: the prediction service on http://127.0.0.1:$${SERVING_PORT:-8000} (gunicorn)
+serve: $(STAMP)
+	$(BIN)/gunicorn -c serving/gunicorn.conf.py
+
+## make bench: backfill, sensor and serving benchmarks, then one table (serving needs wrk)
+bench: $(STAMP)
+	@command -v wrk >/dev/null || echo "note: bench/serving.py needs wrk (apt-get install -y wrk); it will be skipped" >&2
+	$(BIN)/python bench/all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

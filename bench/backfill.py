@@ -15,6 +15,7 @@ Prints wall times, the ratios (a)/(c) and (b)/(a). Real data from TRIP_DATA_DIR 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -141,6 +142,7 @@ def main() -> int:
     parser.add_argument("--train-month", default="2022-01")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-per-partition", action="store_true", help="skip (b), the slow one")
+    parser.add_argument("--json", help="also write the results here")
     parser.add_argument(
         "--data-dir", default=os.environ.get("TRIP_DATA_DIR") or str(REPO.parent / "shared/data/nyc-tlc")
     )
@@ -199,6 +201,20 @@ def main() -> int:
             f"all (a): {', '.join(f'{x:.1f}' for x in single)};  "
             f"all (c): {', '.join(f'{x:.1f}' for x in floor)}"
         )
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "month": args.month,
+                        "days": len(days),
+                        "single_run_s": a,
+                        "per_partition_s": per_partition,
+                        "floor_s": c,
+                        "single_runs": single,
+                        "floors": floor,
+                    }
+                )
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -31,7 +31,8 @@ from mlops_assets.specs import ModelSpec, load_specs
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
 # The months of the shared real data, in order (see README: "The demo's story").
 DEFAULT_MONTHS = "2021-02,2021-03,2022-01,2022-02,2022-03"
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# INFO shows the assets' own progress lines (one per day of a backfill), not Dagster's events.
+PROGRESS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def say(message: str = "") -> None:
@@ -115,7 +116,7 @@ class Demo:
             instance=self.instance,
             partition_key=partition,
             tags={**tags, "mlops/demo": "true"},
-            run_config=QUIET,
+            run_config=PROGRESS,
             raise_on_error=False,
         )
         if not result.success:

@@ -101,13 +101,7 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             earliest_effective=breach_day + timedelta(days=1),
             registry=model_registry,
             db=metrics_db,
-        )
-        context.log.info(
-            "%s v%s: %s (%s)",
-            spec.name,
-            registered.version,
-            "promoted" if decision.promoted else "not promoted",
-            decision.reason,
+            log=context.log,
         )
         metadata = {
             **model_metadata(

@@ -113,13 +113,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             earliest_effective=(pd.Timestamp(context.partition_key) + pd.offsets.MonthBegin(1)).date(),
             registry=model_registry,
             db=metrics_db,
-        )
-        context.log.info(
-            "%s v%s: %s (%s)",
-            spec.name,
-            registered.version,
-            "promoted" if decision.promoted else "not promoted",
-            decision.reason,
+            log=context.log,
         )
         context.log.info(
             "%s v%s: holdout RMSE %.3f (mean predictor %.3f) on %d rows",

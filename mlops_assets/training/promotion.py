@@ -70,7 +70,30 @@ def promote_if_no_worse(
     earliest_effective: date,
     registry: ModelRegistry,
     db: MetricsDB,
+    log=None,
 ) -> Decision:
+    """Decide, record and (when promoted) move the alias; logs the decision to ``log``."""
+    decision = _decide(
+        spec,
+        candidate=candidate,
+        registered=registered,
+        holdout_rows=holdout_rows,
+        earliest_effective=earliest_effective,
+        registry=registry,
+        db=db,
+    )
+    if log is not None:
+        log.info(
+            "%s v%s: %s (%s)",
+            spec.name,
+            registered.version,
+            "promoted" if decision.promoted else "not promoted",
+            decision.reason,
+        )
+    return decision
+
+
+def _decide(spec, *, candidate, registered, holdout_rows, earliest_effective, registry, db) -> Decision:
     version = registered.version
     window_end = date.fromisoformat(candidate.info.window_end)
     cand_rmse = candidate.info.holdout.rmse

@@ -1,0 +1,102 @@
+"""``make bench``: every benchmark in bench/, one after another, then one summary table.
+
+Runs bench/backfill.py, bench/sensor.py and bench/serving.py (which needs wrk:
+``apt-get install -y wrk``) as separate processes, shows their own output as it comes, and
+prints one table of the ratios each measured against its baseline in the same run. These
+machines are noisy: compare the ratios, not the absolute times. Record the output in
+BENCHMARKS.md with the command that made it.
+
+    .venv/bin/python bench/all.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run(script: str, args: list[str], out: Path) -> dict | list | None:
+    print(f"\n=== bench/{script} {' '.join(args)}", flush=True)
+    done = subprocess.run([sys.executable, str(HERE / script), *args, "--json", str(out)], cwd=HERE.parent)
+    if done.returncode != 0:
+        print(f"bench/{script} failed with exit code {done.returncode}", flush=True)
+        return None
+    return json.loads(out.read_text())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repeats (a smoke run, not for BENCHMARKS.md)"
+    )
+    args = parser.parse_args()
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        backfill = run(
+            "backfill.py",
+            ["--repeat", "1", "--skip-per-partition"] if args.quick else ["--repeat", "3"],
+            tmp / "backfill.json",
+        )
+        if backfill:
+            rows.append(
+                (
+                    "backfill: month, single run vs plain Evidently loop",
+                    f"{backfill['single_run_s']:.1f} s",
+                    f"{backfill['floor_s']:.1f} s",
+                    f"{backfill['single_run_s'] / backfill['floor_s']:.2f}x",
+                )
+            )
+            if backfill.get("per_partition_s"):
+                rows.append(
+                    (
+                        "backfill: one run per partition vs single run",
+                        f"{backfill['per_partition_s']:.1f} s",
+                        f"{backfill['single_run_s']:.1f} s",
+                        f"{backfill['per_partition_s'] / backfill['single_run_s']:.1f}x",
+                    )
+                )
+        sensor = run("sensor.py", ["--repeat", "5" if args.quick else "20"], tmp / "sensor.json")
+        if sensor:
+            for label in ("SQLite", "PostgreSQL"):
+                by_years = {r["years"]: r for r in sensor if r["database"] == label}
+                one, ten = by_years[min(by_years)], by_years[max(by_years)]
+                rows.append(
+                    (
+                        f"sensor tick, {label}: 10 y vs 1 y of rows",
+                        f"{ten['steady_s'] * 1000:.1f} ms",
+                        f"{one['steady_s'] * 1000:.1f} ms",
+                        f"{ten['steady_s'] / one['steady_s']:.2f}x",
+                    )
+                )
+        if shutil.which("wrk") is None:
+            print("\n=== bench/serving.py skipped: wrk is not installed (apt-get install -y wrk)")
+        else:
+            serving = run("serving.py", ["--rounds", "2" if args.quick else "5"], tmp / "serving.json")
+            for r in serving or []:
+                rows.append(
+                    (
+                        f"serving {r['scenario']} vs bare Django floor",
+                        f"{r['service_rps']:,.0f} req/s",
+                        f"{r['floor_rps']:,.0f} req/s",
+                        f"{r['ratio']:.2f}x (p99 {r['p99_ratio']:.2f}x)",
+                    )
+                )
+    print("\n=== summary (each ratio against a baseline measured in the same run)")
+    widths = [
+        max(len(r[i]) for r in [("benchmark", "measured", "baseline", "ratio"), *rows]) for i in range(4)
+    ]
+    for row in [("benchmark", "measured", "baseline", "ratio"), tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
