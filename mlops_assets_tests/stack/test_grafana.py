@@ -1,0 +1,336 @@
+"""Grafana: the provisioning files, the dashboard, and every query it sends, on real data.
+
+Exercises config/grafana_datasources.yaml, config/grafana_dashboards.yaml and dashboards/*.json
+as Grafana reads them (datasource uid and type behind every panel, target, variable and
+annotation; the provider's folder is the compose mount; unique panel ids; the `model`
+variable), and runs every panel's SQL, the variable's query and the annotation queries, with
+the dashboard variable and Grafana's PostgreSQL macros expanded the way Grafana does
+(support.grafana_sql, after pkg/tsdb/grafana-postgresql-datasource/macros.go), as the
+read-only Grafana role, against a metrics DB made by the real init script and filled by a
+real backfill: the monitoring assets on the real TLC files of February 2022 with model v1
+(trained on January 2022), then one evaluation of the real drift alert sensor.
+
+The alerts are real too: at the default threshold (0.20) v1 does not breach in February
+2022, so the backfill and the sensor run with DRIFT_THRESHOLD=0.10 (as an operator who wants
+earlier warnings would set it); the days above 0.10 are recorded in drift_alerts and emailed
+to the outbox (no SMTP server configured). Replaced: Grafana itself (its container is not
+run here; its macro expansion is reproduced).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from mlops_assets import constants as C
+from mlops_assets.alerting.sensor import sensor_name
+from mlops_assets.definitions import build_defs
+from mlops_assets.monitoring.metrics_db import MetricsDB
+from mlops_assets_tests.conftest import ENV_VARS, PG_ADMIN_URL
+from mlops_assets_tests.helpers import default_spec, failure_message
+from mlops_assets_tests.stack.support import (
+    REPO,
+    SECRETS,
+    compose,
+    dotenv,
+    drop_stack_databases,
+    expand_macros,
+    grafana_sql,
+    init_stack_databases,
+    service_environment,
+)
+
+SPEC = default_spec()
+THRESHOLD = 0.10
+FEBRUARY = (datetime(2022, 2, 1, tzinfo=UTC), datetime(2022, 3, 1, tzinfo=UTC))
+DATASOURCES = yaml.safe_load((REPO / "config" / "grafana_datasources.yaml").read_text())
+PROVIDERS = yaml.safe_load((REPO / "config" / "grafana_dashboards.yaml").read_text())
+DASHBOARD_FILES = sorted((REPO / "dashboards").glob("*.json"))
+DASHBOARDS = {path.name: json.loads(path.read_text()) for path in DASHBOARD_FILES}
+
+
+def panels():
+    for name, dashboard in DASHBOARDS.items():
+        for panel in dashboard["panels"]:
+            yield name, panel
+
+
+def queries():
+    """(id, dashboard, kind, title, target) of every query a dashboard sends."""
+    for name, dashboard in DASHBOARDS.items():
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                yield f"{name}:panel:{panel['title']}", dashboard, "panel", panel["title"], target
+        for annotation in dashboard["annotations"]["list"]:
+            yield (
+                f"{name}:annotation:{annotation['name']}",
+                dashboard,
+                "annotation",
+                annotation["name"],
+                annotation["target"],
+            )
+
+
+# --- the files, as Grafana reads them ---------------------------------------------------------
+def test_provisioning_matches_the_compose_mounts_and_environment():
+    grafana = compose(dotenv(**SECRETS))["services"]["grafana"]
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"] if isinstance(v, str)}
+    assert mounts["./config/grafana_datasources.yaml"].startswith("/etc/grafana/provisioning/datasources/")
+    assert mounts["./config/grafana_dashboards.yaml"].startswith("/etc/grafana/provisioning/dashboards/")
+    (provider,) = PROVIDERS["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == mounts["./dashboards"]
+    home = service_environment(compose(dotenv(**SECRETS)), "grafana")[
+        "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"
+    ]
+    assert Path(home).parent.as_posix() == mounts["./dashboards"]
+    assert (REPO / "dashboards" / Path(home).name).is_file()
+    # the datasource's credentials come from variables the grafana container has
+    env = service_environment(compose(dotenv(**SECRETS)), "grafana")
+    text = (REPO / "config" / "grafana_datasources.yaml").read_text()
+    referenced = set(re.findall(r"\$__env\{(\w+)\}", text))
+    assert referenced == {"GRAFANA_DB_USER", "GRAFANA_DB_PASSWORD", "METRICS_DB"}
+    assert referenced <= set(env)
+    (datasource,) = DATASOURCES["datasources"]
+    assert datasource["url"] == "db:5432"  # the compose service
+    assert datasource["editable"] is False
+
+
+def test_every_reference_points_at_the_provisioned_datasource():
+    provisioned = {(ds["uid"], ds["type"]) for ds in DATASOURCES["datasources"]}
+    assert len({uid for uid, _ in provisioned}) == len(DATASOURCES["datasources"])
+    refs = []
+    for dashboard in DASHBOARDS.values():
+        refs += [v["datasource"] for v in dashboard["templating"]["list"]]
+        refs += [a["datasource"] for a in dashboard["annotations"]["list"]]
+        refs += [a["target"]["datasource"] for a in dashboard["annotations"]["list"]]
+        for panel in dashboard["panels"]:
+            refs.append(panel["datasource"])
+            refs += [t["datasource"] for t in panel["targets"]]
+    assert refs and all((ref["uid"], ref["type"]) in provisioned for ref in refs), refs
+
+
+def test_dashboards_have_uids_unique_panel_ids_and_the_model_variable():
+    assert DASHBOARD_FILES, "no dashboard in dashboards/"
+    uids = [d["uid"] for d in DASHBOARDS.values()]
+    assert len(set(uids)) == len(uids) and all(uids)
+    for name, dashboard in DASHBOARDS.items():
+        ids = [p["id"] for p in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), name
+        (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "model"]
+        assert variable["type"] == "query"
+        assert " ".join(variable["query"].lower().split()).startswith(
+            "select distinct model_name from dummy_metrics"
+        )
+        # panels do not overlap on the 24-column grid
+        cells = set()
+        for panel in dashboard["panels"]:
+            g = panel["gridPos"]
+            assert g["x"] + g["w"] <= 24, panel["title"]
+            area = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+            assert not area & cells, f"{panel['title']} overlaps another panel"
+            cells |= area
+
+
+@pytest.mark.parametrize("qid", [q[0] for q in queries()])
+def test_every_query_filters_by_time_range_and_model(qid):
+    (_, _, kind, title, target) = next(q for q in queries() if q[0] == qid)
+    sql = target["rawSql"]
+    assert "$__timeFilter(" in sql, f"{kind} {title} ignores the time range"
+    assert "'${model}'" in sql or "'$model'" in sql, f"{kind} {title} ignores the model variable"
+    assert target["format"] in ("time_series", "table")
+    if target["format"] == "time_series":
+        assert "$__time(" in sql or "AS time" in sql
+
+
+def test_grafana_macros_expand_like_grafana():
+    start, end = datetime(2017, 4, 21, 5, 1, 17, tzinfo=UTC), datetime(2017, 4, 21, 5, 6, 17, tzinfo=UTC)
+    assert expand_macros("WHERE $__timeFilter(time_column)", start, end) == (
+        "WHERE time_column BETWEEN '2017-04-21T05:01:17Z' AND '2017-04-21T05:06:17Z'"
+    )
+    assert expand_macros("SELECT $__time(dateColumn)", start, end) == 'SELECT dateColumn AS "time"'
+    assert expand_macros("$__timeFrom() $__timeTo()", start, end) == (
+        "'2017-04-21T05:01:17Z' '2017-04-21T05:06:17Z'"
+    )
+    assert expand_macros("SELECT $__timeGroupAlias(dateColumn,'5m')", start, end) == (
+        'SELECT floor(extract(epoch from dateColumn)/300)*300 AS "time"'
+    )
+    assert expand_macros("$__unixEpochFilter(t)", start, end) == "t >= 1492750877 AND t <= 1492751177"
+    assert grafana_sql("x = '${model}' AND y = '$model'", {"model": "o'hare"}, start, end) == (
+        "x = 'o''hare' AND y = 'o''hare'"
+    )
+
+
+# --- the queries, on a real backfill --------------------------------------------------------
+@pytest.fixture(scope="module")
+def backfill(trained_home, trip_data_dir, tmp_path_factory):
+    """February 2022 monitored with v1 into a stack metrics DB, then one real sensor evaluation."""
+    databases = init_stack_databases(PG_ADMIN_URL)
+    home = tmp_path_factory.mktemp("grafana_home")
+    shutil.copytree(trained_home, home, dirs_exist_ok=True)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in ENV_VARS:
+                mp.delenv(name, raising=False)
+            mp.setenv("MLOPS_HOME", str(home))
+            mp.setenv("TRIP_DATA_DIR", str(trip_data_dir))
+            mp.setenv("DRIFT_THRESHOLD", str(THRESHOLD))
+            metrics = MetricsDB(url=databases.metrics_url)
+            for entry in MetricsDB().timeline(SPEC.name):  # v1, as trained in the home
+                metrics.record_in_effect(
+                    SPEC.name,
+                    entry["model_version"],
+                    entry["effective_from"],
+                    reason=entry["reason"],
+                    holdout_rmse=entry["holdout_rmse"],
+                    window_end=entry["window_end"],
+                )
+            mp.setenv("METRICS_DATABASE_URL", databases.metrics_url)
+            defs = build_defs([SPEC])
+            keys = [
+                dg.AssetKey([SPEC.name, n])
+                for n in (C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS)
+            ]
+            result = dg.materialize(
+                list(defs.assets),
+                selection=keys,
+                resources=defs.resources,
+                tags={
+                    "dagster/asset_partition_range_start": "2022-02-01",
+                    "dagster/asset_partition_range_end": "2022-02-28",
+                },
+                raise_on_error=False,
+            )
+            assert result.success, failure_message(result)
+            sensor = defs.resolve_sensor_def(sensor_name(SPEC))
+            with dg.build_sensor_context(
+                instance=dg.DagsterInstance.ephemeral(), cursor=None, resources=defs.resources
+            ) as context:
+                evaluation = sensor(context)
+            rows = pd.DataFrame(metrics.metrics(SPEC.name))
+            alerts = pd.DataFrame(metrics.alerts(SPEC.name))
+            outbox = sorted((home / "outbox").glob("*.eml"))
+        yield {
+            "db": databases,
+            "rows": rows,
+            "alerts": alerts,
+            "evaluation": evaluation,
+            "outbox": outbox,
+        }
+    finally:
+        drop_stack_databases(PG_ADMIN_URL, databases)
+
+
+def run_as_grafana(backfill, sql: str) -> pd.DataFrame:
+    engine = sa.create_engine(backfill["db"].grafana_url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql_query(sa.text(sql.replace(":", r"\:")), conn)
+    finally:
+        engine.dispose()
+
+
+def model_values(backfill) -> list[str]:
+    (dashboard,) = DASHBOARDS.values()
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "model"]
+    return run_as_grafana(backfill, variable["query"]).iloc[:, 0].tolist()
+
+
+@pytest.mark.postgres
+def test_the_backfill_has_real_breaches_that_were_emailed(backfill, report_figure):
+    rows, alerts = backfill["rows"], backfill["alerts"]
+    assert len(rows) == 28 and set(rows["model_version"]) == {"1"}
+    assert (rows["drift_threshold"] == THRESHOLD).all()
+    breaching = rows[rows["prediction_drift"] > THRESHOLD]
+    assert len(breaching) >= 1, f"no February day above {THRESHOLD}: {rows['prediction_drift'].describe()}"
+    assert sorted(alerts["timestamp"]) == sorted(breaching["timestamp"])
+    assert set(alerts["status"]) == {"sent"}  # written to the outbox
+    assert len(backfill["outbox"]) == 1  # one email for all of them
+    assert model_values(backfill) == [SPEC.name]
+    report_figure(
+        f"February 2022, v1: prediction drift {rows['prediction_drift'].min():.3f}.."
+        f"{rows['prediction_drift'].max():.3f}"
+        f"; {len(alerts)} day(s) above {THRESHOLD}: "
+        + ", ".join(
+            f"{t:%m-%d} {v:.3f}" for t, v in zip(alerts["timestamp"], alerts["prediction_drift"], strict=True)
+        )
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("qid", [q[0] for q in queries()])
+def test_every_query_returns_what_its_panel_needs(backfill, qid):
+    (_, _dashboard, kind, title, target) = next(q for q in queries() if q[0] == qid)
+    (model,) = model_values(backfill)
+    frame = run_as_grafana(backfill, grafana_sql(target["rawSql"], {"model": model}, *FEBRUARY))
+    assert len(frame) >= 1, f"{kind} {title!r} returns no rows for February 2022"
+    rows, alerts = backfill["rows"], backfill["alerts"]
+    if kind == "annotation":
+        assert {"time", "text", "tags"} <= set(frame.columns)
+        assert frame["text"].notna().all()
+    elif target["format"] == "time_series":
+        assert frame.columns[0] == "time"
+        times = pd.to_datetime(frame["time"])
+        assert times.is_monotonic_increasing
+        assert times.min() >= pd.Timestamp("2022-02-01") and times.max() <= pd.Timestamp("2022-03-01")
+        assert len(frame.columns) >= 2
+    expected = {
+        "Prediction drift vs threshold": lambda f: (
+            list(f.columns) == ["time", "prediction drift", "threshold"]
+            and f["prediction drift"].tolist() == rows["prediction_drift"].tolist()
+            and (f["threshold"] == THRESHOLD).all()
+        ),
+        "Latest prediction drift": lambda f: (
+            f["prediction drift"].iloc[-1] == rows["prediction_drift"].iloc[-1]
+        ),
+        "Days over the threshold": lambda f: (
+            f.iloc[0].to_dict() == {"days over threshold": len(alerts), "days monitored": 28}
+        ),
+        "Alerts emailed": lambda f: f.iloc[0].to_dict() == {"sent": len(alerts), "pending": 0},
+        "Model version in effect": lambda f: f["model version"].iloc[-1] == "v1",
+        "Drifted columns": lambda f: f["drifted columns"].tolist() == rows["num_drifted_columns"].tolist(),
+        "Share of missing values": lambda f: len(f) == 28,
+        "Rows per day": lambda f: (
+            f["trips"].sum() == rows["n_rows"].sum() and (f["scored"] <= f["trips"]).all()
+        ),
+        "Model version per day": lambda f: set(f["model version"]) == {"v1"},
+        "Model timeline": lambda f: (
+            f["version"].tolist() == ["v1"] and f["effective from"].tolist() == [date(2022, 2, 1)]
+        ),
+        "Drift alerts": lambda f: len(f) == len(alerts) and set(f["status"]) == {"sent"},
+        "Model promotions": lambda f: f["text"].iloc[0].startswith("v1 in effect"),
+        "Drift alerts (annotation)": lambda f: (
+            len(f) == len(alerts) and f["text"].str.startswith(f"Threshold breach (>{THRESHOLD:.2f}): ").all()
+        ),
+    }
+    check = expected.get(
+        f"{title} (annotation)" if kind == "annotation" and title == "Drift alerts" else title
+    )
+    assert check is not None, f"no expectation written for {kind} {title!r}"
+    assert check(frame), f"{kind} {title!r} returned:\n{frame}"
+
+
+@pytest.mark.postgres
+def test_the_timeline_table_shows_the_version_in_effect_before_the_range(backfill):
+    """A range that starts after the promotion still shows the model in effect during it."""
+    (panel,) = [p for _, p in panels() if p["title"] == "Model timeline"]
+    (model,) = model_values(backfill)
+    mid_month = (datetime(2022, 2, 10, tzinfo=UTC), datetime(2022, 2, 20, tzinfo=UTC))
+    frame = run_as_grafana(backfill, grafana_sql(panel["targets"][0]["rawSql"], {"model": model}, *mid_month))
+    assert frame["version"].tolist() == ["v1"]
+    # ...and a range with no data is empty, not an error
+    empty = (datetime(2021, 6, 1, tzinfo=UTC), datetime(2021, 7, 1, tzinfo=UTC))
+    for _, _, kind, title, target in queries():
+        if title != "Model timeline":
+            frame = run_as_grafana(backfill, grafana_sql(target["rawSql"], {"model": model}, *empty))
+            if target["format"] == "time_series" or kind == "annotation":
+                assert frame.empty, f"{kind} {title!r} has rows outside its time range"

@@ -1,0 +1,146 @@
+"""deploy/helm/values.yaml: the Kubernetes scale-out path, checked without a cluster.
+
+Exercises the values file for Dagster's official Helm chart: it parses as YAML, validates
+against the chart's values schema (deploy/helm/dagster-values.schema.json, the subset of the
+chart's own values.schema.json this file touches, see its $comment), uses no key the chart
+does not know, and agrees with what the compose stack runs: the same run queue and retrain
+limit as dagster.yaml, the same code location, PostgreSQL through psycopg2, telemetry off,
+no secret written in the file. Replaced: Helm and Kubernetes (no `helm template` or cluster
+here); the schema is the chart's, vendored, because the chart cannot be downloaded offline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+import yaml
+
+from mlops_assets_tests.stack.support import REPO, SECRETS, compose, dotenv
+
+VALUES_FILE = REPO / "deploy" / "helm" / "values.yaml"
+SCHEMA_FILE = REPO / "deploy" / "helm" / "dagster-values.schema.json"
+
+
+@pytest.fixture(scope="module")
+def values() -> dict:
+    return yaml.safe_load(VALUES_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+def resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def unknown_keys(schema: dict, node: dict, value, path: str = "") -> list[str]:
+    """Keys of ``value`` that the schema node does not define (at any depth)."""
+    node = resolve(schema, node)
+    options = [resolve(schema, o) for o in node.get("anyOf", [])] or [node]
+    found = []
+    if isinstance(value, dict):
+        with_props = [o for o in options if o.get("properties")]
+        if with_props:
+            properties = with_props[0]["properties"]
+            for key, item in value.items():
+                if key not in properties:
+                    found.append(f"{path}.{key}".lstrip("."))
+                else:
+                    found += unknown_keys(schema, properties[key], item, f"{path}.{key}")
+    elif isinstance(value, list):
+        items = [o["items"] for o in options if "items" in o] or [node.get("items")]
+        if items[0]:
+            for i, item in enumerate(value):
+                found += unknown_keys(schema, items[0], item, f"{path}[{i}]")
+    return found
+
+
+def test_values_validate_against_the_charts_schema(values, schema):
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema).validate(values)
+    assert unknown_keys(schema, schema, values) == []
+    # ...and the validation bites: a wrong type, a wrong enum and a misspelt key are refused.
+    broken = yaml.safe_load(VALUES_FILE.read_text())
+    broken["runLauncher"]["type"] = "K8sRunLauncherr"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(broken)
+    broken = yaml.safe_load(VALUES_FILE.read_text())
+    broken["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] = "8"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(broken)
+    broken = yaml.safe_load(VALUES_FILE.read_text())
+    broken["dagster-user-deployments"]["deployments"][0]["envSecret"] = []
+    assert unknown_keys(schema, schema, broken) == ["dagster-user-deployments.deployments[0].envSecret"]
+
+
+def test_the_queue_and_instance_settings_match_dagster_yaml(values):
+    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    local = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
+    queue = values["dagsterDaemon"]["runCoordinator"]
+    assert queue["type"] == instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    k8s = queue["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    assert [(t["key"], t["value"], t["limit"]) for t in k8s] == [
+        (t["key"], t["value"], t["limit"]) for t in local
+    ]
+    assert (
+        values["dagsterDaemon"]["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
+    )
+    assert values["telemetry"]["enabled"] is instance["telemetry"]["enabled"] is False
+    postgres = values["postgresql"]
+    assert postgres["enabled"] is False  # external, managed PostgreSQL
+    assert postgres["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert values["generatePostgresqlPasswordSecret"] is False and values["global"]["postgresqlSecretName"]
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"  # a pod per run
+    assert values["migrate"]["enabled"] is True
+
+
+def test_the_code_location_is_the_one_compose_serves(values):
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    code_server = compose(dotenv(**SECRETS))["services"]["user-code"]["command"]
+    args = deployment["codeServerArgs"]
+    assert (
+        args[args.index("-m") + 1] == code_server[code_server.index("-m") + 1] == "mlops_assets.definitions"
+    )
+    location = code_server[code_server.index("--location-name") + 1]
+    assert args[args.index("--location-name") + 1] == location
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True  # runs get env, secrets, volumes
+    mounts = {m["name"]: m["mountPath"] for m in deployment["volumeMounts"]}
+    assert mounts["mlops-home"] == deployment["env"]["MLOPS_HOME"]
+    (volume,) = deployment["volumes"]
+    assert volume["name"] == "mlops-home" and "persistentVolumeClaim" in volume
+    # the image's unprivileged user
+    uid = re.search(r"ARG APP_UID=(\d+)", (REPO / "Dockerfile").read_text()).group(1)
+    assert deployment["podSecurityContext"]["runAsUser"] == int(uid)
+
+
+def test_no_secret_is_written_in_the_values(values):
+    def walk(node, path=""):
+        if isinstance(node, dict):
+            for key, item in node.items():
+                yield from walk(item, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                yield from walk(item, f"{path}[{i}]")
+        else:
+            yield path, node
+
+    for path, value in walk(values):
+        key = path.rsplit(".", 1)[-1]
+        # a password or token value (postgresqlPassword, ...) would be written here in clear
+        assert not (isinstance(value, str) and re.search(r"(password|token|secretkey)$", key, re.I)), path
+        assert not re.search(r"://[^/@\s]+:[^/@\s]+@", str(value)), f"credentials in {path}"
+    assert "postgresqlPassword" not in values["postgresql"]
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert "METRICS_DATABASE_URL" not in deployment["env"]  # it carries a password: a Secret
+    assert [s["name"] for s in deployment["envSecrets"]] == ["mlops-assets-env"]
+    # every key of that Secret the code reads is documented where the Secret is created
+    scale_out = (REPO / "docs" / "scale-out.md").read_text()
+    for key in ("METRICS_DATABASE_URL", "SMTP_PASSWORD", "SERVING_RELOAD_TOKEN"):
+        assert key in VALUES_FILE.read_text() and key in scale_out
