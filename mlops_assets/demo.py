@@ -52,6 +52,13 @@ def table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
     return "\n".join([line, rule, *body])
 
 
+def outcome(md: dict) -> str:
+    """A promotion decision from asset metadata, in one line."""
+    if md["decision"] == "promoted":
+        return f"promoted, in effect from {md['effective_from']}"
+    return f"not promoted ({md['decision_reason']})"
+
+
 def instance() -> dg.DagsterInstance:
     home = Path(os.environ.get("DAGSTER_HOME") or settings.mlops_home() / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -156,8 +163,7 @@ class Demo:
         ((_, md),) = self.metadata(result, self.key(C.DURATION_MODEL))
         say(
             f"    v{md['model_version']}: holdout RMSE {md['holdout_rmse']:.3f} min "
-            f"(mean predictor {md['mean_baseline_rmse']:.3f}); {md['decision']}"
-            + (f", in effect from {md['effective_from']}" if md.get("effective_from") else "")
+            f"(mean predictor {md['mean_baseline_rmse']:.3f}); {outcome(md)}"
         )
         return md
 
@@ -203,8 +209,7 @@ class Demo:
             say(
                 f"    v{md['model_version']}: holdout RMSE {md['candidate_holdout_rmse']:.3f} vs champion "
                 f"v{md.get('champion_version')} {md.get('champion_holdout_rmse', float('nan')):.3f} "
-                f"on the same rows -> {md['decision']}"
-                + (f", in effect from {md['effective_from']}" if md.get("effective_from") else "")
+                f"on the same rows -> {outcome(md)}"
             )
             outcomes.append(md)
         return outcomes
@@ -226,6 +231,13 @@ def main() -> int:
     say(f"alert email    {demo.defs.resources['mailer'].describe()}")
     say(f"threshold      {spec.drift_threshold():.2f} (prediction drift)")
     say(f"months         train {spec.training.month}; monitor {', '.join(months)}")
+    if MetricsDB().metrics(spec.name):
+        say()
+        say("! MLOPS_HOME already holds an earlier run: monitoring reproduces the same rows, breaches")
+        say("  already alerted are not emailed again and models are not promoted twice. For a fresh")
+        say(
+            f"  story, delete it first (rm -rf {settings.mlops_home()}; the TLC downloads are in its cache/)."
+        )
     say()
     model = demo.train()
     retrains = []

@@ -107,19 +107,29 @@ def stop_process(proc, timeout: float = 15.0) -> None:
     with contextlib.suppress(ProcessLookupError):  # anything left in the group (grandchildren)
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
+    wait_for(
+        lambda: not group_alive(proc.pid), timeout=10, interval=0.1, what=f"process group {proc.pid} to exit"
+    )
     log = getattr(proc, "_log_file", None)
     if log:
         log.close()
 
 
 def group_alive(pgid: int) -> bool:
-    import os
+    """Whether a live process of group ``pgid`` remains. Zombies do not count: a grandchild
+    whose parent died is re-parented to PID 1, which in a container may never reap it, and
+    ``os.killpg(pgid, 0)`` would report it forever."""
+    from pathlib import Path
 
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process went away while we looked
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state not in ("Z", "X"):
+            return True
+    return False
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):

@@ -415,3 +415,27 @@ def test_mailer_describe_never_shows_the_password(monkeypatch):
     mailer = Mailer()
     assert mailer.describe() == "smtp://bot@smtp.example.com:587, STARTTLS"
     assert mailer.scrub("login pa55 refused") == "login *** refused"
+
+
+def test_a_model_on_older_data_never_replaces_the_champion(home, trip_data_dir):
+    """After a retrain on January's last 28 days, re-materializing an older month's
+    duration_model registers that model but keeps the fresher champion."""
+    assert retrain(build_defs([SPEC]), "2022-01-31").success  # v2, trained up to 2022-01-31
+    defs = build_defs([SPEC])
+    tags = {
+        "dagster/asset_partition_range_start": "2021-03-01",
+        "dagster/asset_partition_range_end": "2021-03-31",
+    }
+    model = dg.AssetKey([SPEC.name, C.DURATION_MODEL])
+    trips = dg.AssetKey([SPEC.name, C.TRIPS])
+    assert dg.materialize(list(defs.assets), selection=[trips], resources=defs.resources, tags=tags).success
+    result = dg.materialize(
+        list(defs.assets), selection=[model], resources=defs.resources, partition_key="2021-03-01"
+    )
+    (event,) = result.get_asset_materialization_events()
+    md = {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+    assert md["decision"] == "not promoted"
+    assert md["decision_reason"] == (
+        "trained on data up to 2021-03-31, older than champion v2's (up to 2022-01-31)"
+    )
+    assert ModelRegistry().champion(SPEC.name) == "2"

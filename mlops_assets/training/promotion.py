@@ -1,9 +1,10 @@
 """Safe promotion: a new model becomes ``champion`` only if it is no worse than the champion.
 
 Both models are scored on the same holdout rows (the candidate's holdout: the most recent
-data). A promoted model is recorded in the model timeline of the metrics DB, in effect from
-the first day that has not been monitored yet (and never before the day after its own data),
-so days already monitored keep the model they were monitored with; then the MLflow alias
+data). A candidate trained on older data than the champion is never promoted over it. A
+promoted model is recorded in the model timeline of the metrics DB, in effect from the first
+day that has not been monitored yet (and never before the day after its own data), so days
+already monitored keep the model they were monitored with; then the MLflow alias
 ``champion`` moves to it. The decision and both scores go to MLflow tags and to the caller's
 asset metadata. The spec's first model is champion without a contest.
 """
@@ -125,6 +126,15 @@ def _decide(spec, *, candidate, registered, holdout_rows, earliest_effective, re
 
     champion = registry.load(spec.name, champion_version, spec.training.artifact)
     champ_rmse = M.score(champion, holdout_rows).rmse
+    if date.fromisoformat(champion.info.window_end) > window_end:
+        # e.g. an old month's duration_model re-materialized after a retrain: never go back.
+        reason = (
+            f"trained on data up to {window_end}, older than champion v{champion_version}'s "
+            f"(up to {champion.info.window_end})"
+        )
+        decision = Decision(False, version, cand_rmse, champion_version, champ_rmse, None, reason)
+        registry.set_tags(spec.name, version, decision.tags())
+        return decision
     if not no_worse(cand_rmse, champ_rmse):
         reason = (
             f"candidate holdout RMSE {cand_rmse:.4f} is worse than champion v{champion_version}'s "
