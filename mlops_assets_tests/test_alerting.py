@@ -220,6 +220,8 @@ def test_smtp_down_then_up_delivers_once_later(isolated_env, smtp_port, capsys):
     assert alert["status"] == "sent" and alert["attempts"] == 2
 
 
+# The loopback test server takes AUTH without TLS (aiosmtpd warns about that, rightly).
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 def test_auth_refused_is_retried_and_the_password_never_leaks(
     isolated_env, smtp_port, monkeypatch, caplog, capsys
 ):
