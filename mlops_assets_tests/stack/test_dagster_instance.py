@@ -34,7 +34,7 @@ import yaml
 from mlops_assets.alerting.sensor import read_cursor, sensor_name
 from mlops_assets.monitoring.metrics_db import MetricsDB
 from mlops_assets_tests.helpers import default_spec, start_process, stop_process, wait_for
-from mlops_assets_tests.stack.support import REPO, SECRETS, compose, dotenv, start_listening
+from mlops_assets_tests.stack.support import REPO, SECRETS, compose, copy_timeline, dotenv, start_listening
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -93,16 +93,8 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
         workspace.write_text(yaml.safe_dump(ws))
 
     # The metrics DB is PostgreSQL; the model in effect (v1 from 2022-02-01) is the home's.
+    copy_timeline(SPEC.name, stack_db.metrics_url)
     metrics = MetricsDB(url=stack_db.metrics_url)
-    for entry in MetricsDB().timeline(SPEC.name):
-        metrics.record_in_effect(
-            SPEC.name,
-            entry["model_version"],
-            entry["effective_from"],
-            reason=entry["reason"],
-            holdout_rmse=entry["holdout_rmse"],
-            window_end=entry["window_end"],
-        )
     for name, value in {
         **stack_db.dagster_env(),
         "DAGSTER_HOME": str(dagster_home),

@@ -41,6 +41,7 @@ from mlops_assets_tests.stack.support import (
     REPO,
     SECRETS,
     compose,
+    copy_timeline,
     dotenv,
     drop_stack_databases,
     expand_macros,
@@ -184,16 +185,8 @@ def backfill(trained_home, trip_data_dir, tmp_path_factory):
             mp.setenv("MLOPS_HOME", str(home))
             mp.setenv("TRIP_DATA_DIR", str(trip_data_dir))
             mp.setenv("DRIFT_THRESHOLD", str(THRESHOLD))
+            copy_timeline(SPEC.name, databases.metrics_url)  # v1, as trained in the home
             metrics = MetricsDB(url=databases.metrics_url)
-            for entry in MetricsDB().timeline(SPEC.name):  # v1, as trained in the home
-                metrics.record_in_effect(
-                    SPEC.name,
-                    entry["model_version"],
-                    entry["effective_from"],
-                    reason=entry["reason"],
-                    holdout_rmse=entry["holdout_rmse"],
-                    window_end=entry["window_end"],
-                )
             mp.setenv("METRICS_DATABASE_URL", databases.metrics_url)
             defs = build_defs([SPEC])
             keys = [
