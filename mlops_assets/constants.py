@@ -26,7 +26,6 @@ CHECK_DRIFT_THRESHOLD = "prediction_drift_below_threshold"
 # Resource keys.
 TRIP_SOURCE = "trip_source"
 PARQUET_IO = "parquet_io_manager"
-PICKLE_IO = "io_manager"
 
 # Kinds shown as badges in the Dagster UI.
 KIND_PANDAS = "pandas"

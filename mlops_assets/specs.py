@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from datetime import date
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -23,8 +22,6 @@ from mlops_assets.partitions import FIRST_MONTH
 
 PACKAGED_SPECS_DIR = Path(__file__).parent / "model_specs"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-TAXI_TYPES = ("green", "yellow")
-ALGORITHMS = ("linear_regression", "ridge", "lasso")
 
 
 class _Strict(BaseModel):
@@ -121,10 +118,6 @@ class ModelSpec(_Strict):
                 "starting with a letter (it becomes a Dagster asset key prefix)"
             )
         return value
-
-    @cached_property
-    def pickup_column(self) -> str:
-        return "pickup_datetime"
 
     def drift_threshold(self) -> float:
         """The spec's own threshold, else ``DRIFT_THRESHOLD`` from the environment."""

@@ -225,13 +225,6 @@ def clean(
     return df, stats
 
 
-def empty_frame() -> pd.DataFrame:
-    """A cleaned trips frame with no rows and the canonical dtypes."""
-    df = to_pandas(CANONICAL.empty_table())
-    df[DURATION] = pd.Series([], dtype="float64")
-    return df
-
-
 def day_keys(df: pd.DataFrame) -> np.ndarray:
     """The ``YYYY-MM-DD`` pickup day of each row (partition keys)."""
     return df[PICKUP].dt.strftime("%Y-%m-%d").to_numpy()
