@@ -218,6 +218,13 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
         (tick, *_) = wait_for(ticked_with_cursor, timeout=120, interval=1, what="a sensor tick")
         assert tick.status.value == "SKIPPED"  # no breach of 0.9
         assert read_cursor(tick.cursor) == newest
+        # The daemon records the tick, then the sensor's state: wait for the second write too.
+        wait_for(
+            lambda: sensor_state(instance).instigator_data.cursor,
+            timeout=60,
+            interval=0.5,
+            what="the sensor state's cursor",
+        )
         assert read_cursor(sensor_state(instance).instigator_data.cursor) == newest
     finally:
         for proc in (daemon, code_server):
