@@ -142,3 +142,20 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
             return value
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def copy_timeline(spec_name: str, target_url: str) -> None:
+    """Copy the model timeline of the default metrics DB (the test's MLOPS_HOME) into the
+    metrics DB at ``target_url``: the same model is then in effect there on the same days."""
+    from mlops_assets.monitoring.metrics_db import MetricsDB
+
+    target = MetricsDB(url=target_url)
+    for entry in MetricsDB().timeline(spec_name):
+        target.record_in_effect(
+            spec_name,
+            entry["model_version"],
+            entry["effective_from"],
+            reason=entry["reason"],
+            holdout_rmse=entry["holdout_rmse"],
+            window_end=entry["window_end"],
+        )

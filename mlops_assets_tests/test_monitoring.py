@@ -22,7 +22,7 @@ from mlops_assets import constants as C
 from mlops_assets.definitions import build_defs
 from mlops_assets.monitoring.metrics_db import MetricsDB, dummy_metrics, ensure_schema
 from mlops_assets.training.model import ModelBundle
-from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, train_month
+from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message, load_trips, train_month
 
 SPEC = default_spec()
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
@@ -157,9 +157,8 @@ def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, monkeypat
 
 @pytest.mark.postgres
 def test_month_backfill_into_postgres(home, postgres_url, monkeypatch):
+    copy_timeline(SPEC.name, postgres_url)  # v1, in effect from 2022-02-01
     monkeypatch.setenv("METRICS_DATABASE_URL", postgres_url)
-    db = MetricsDB()
-    db.record_in_effect(SPEC.name, "1", date(2022, 2, 1), reason="test: v1 trained on 2022-01")
     defs = build_defs([SPEC])
     assert monitor(defs, "2022-02-01", "2022-02-28").success
     assert monitor(defs, "2022-02-14", "2022-02-16").success  # overlapping re-run
@@ -264,9 +263,9 @@ def test_database_down_fails_clearly_retries_and_hides_the_password(home, monkey
 
 @pytest.mark.postgres
 def test_a_failure_mid_transaction_leaves_no_partial_rows(home, postgres_url, monkeypatch):
+    copy_timeline(SPEC.name, postgres_url)  # v1, in effect from 2022-02-01
     monkeypatch.setenv("METRICS_DATABASE_URL", postgres_url)
     db = MetricsDB()
-    db.record_in_effect(SPEC.name, "1", date(2022, 2, 1), reason="test")
     defs = build_defs([SPEC])
     assert monitor(defs, "2022-02-01", "2022-02-03").success
     original = rows(db)

@@ -126,23 +126,23 @@ def _decide(spec, *, candidate, registered, holdout_rows, earliest_effective, re
 
     champion = registry.load(spec.name, champion_version, spec.training.artifact)
     champ_rmse = M.score(champion, holdout_rows).rmse
+
+    def refuse(reason: str) -> Decision:
+        decision = Decision(False, version, cand_rmse, champion_version, champ_rmse, None, reason)
+        registry.set_tags(spec.name, version, decision.tags())
+        return decision
+
     if date.fromisoformat(champion.info.window_end) > window_end:
         # e.g. an old month's duration_model re-materialized after a retrain: never go back.
-        reason = (
+        return refuse(
             f"trained on data up to {window_end}, older than champion v{champion_version}'s "
             f"(up to {champion.info.window_end})"
         )
-        decision = Decision(False, version, cand_rmse, champion_version, champ_rmse, None, reason)
-        registry.set_tags(spec.name, version, decision.tags())
-        return decision
     if not no_worse(cand_rmse, champ_rmse):
-        reason = (
+        return refuse(
             f"candidate holdout RMSE {cand_rmse:.4f} is worse than champion v{champion_version}'s "
             f"{champ_rmse:.4f} on the same {len(holdout_rows)} holdout rows"
         )
-        decision = Decision(False, version, cand_rmse, champion_version, champ_rmse, None, reason)
-        registry.set_tags(spec.name, version, decision.tags())
-        return decision
 
     last = db.last_monitored_day(spec.name)
     effective = max(

@@ -383,20 +383,3 @@ def start_listening(build, *, cwd, log_path: Path, ready, what: str, attempts: i
         if "in use" not in log.lower():
             raise RuntimeError(f"{what}: the process exited:\n{log[-4000:]}")
     raise RuntimeError(f"{what}: no free port after {attempts} attempts")
-
-
-def copy_timeline(spec_name: str, target_url: str) -> None:
-    """Copy the model timeline of the default metrics DB (the test's MLOPS_HOME) into the
-    metrics DB at ``target_url``: the same model is then in effect there on the same days."""
-    from mlops_assets.monitoring.metrics_db import MetricsDB
-
-    target = MetricsDB(url=target_url)
-    for entry in MetricsDB().timeline(spec_name):
-        target.record_in_effect(
-            spec_name,
-            entry["model_version"],
-            entry["effective_from"],
-            reason=entry["reason"],
-            holdout_rmse=entry["holdout_rmse"],
-            window_end=entry["window_end"],
-        )

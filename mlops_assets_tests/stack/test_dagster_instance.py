@@ -33,8 +33,8 @@ import yaml
 
 from mlops_assets.alerting.sensor import read_cursor, sensor_name
 from mlops_assets.monitoring.metrics_db import MetricsDB
-from mlops_assets_tests.helpers import default_spec, start_process, stop_process, wait_for
-from mlops_assets_tests.stack.support import REPO, SECRETS, compose, copy_timeline, dotenv, start_listening
+from mlops_assets_tests.helpers import copy_timeline, default_spec, start_process, stop_process, wait_for
+from mlops_assets_tests.stack.support import REPO, SECRETS, compose, dotenv, start_listening
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

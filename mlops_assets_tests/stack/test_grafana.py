@@ -36,12 +36,11 @@ from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
 from mlops_assets.monitoring.metrics_db import MetricsDB
 from mlops_assets_tests.conftest import ENV_VARS, PG_ADMIN_URL
-from mlops_assets_tests.helpers import default_spec, failure_message
+from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message
 from mlops_assets_tests.stack.support import (
     REPO,
     SECRETS,
     compose,
-    copy_timeline,
     dotenv,
     drop_stack_databases,
     expand_macros,
