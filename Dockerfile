@@ -27,6 +27,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -c requirements.lock -r /tmp/requirements.txt
 COPY README.md ./
 COPY mlops_assets ./mlops_assets
+COPY mlops_core ./mlops_core
 COPY serving ./serving
 # PROJECT_EXTRAS='[k8s]' adds the Kubernetes run launcher's packages (docs/scale-out.md).
 ARG PROJECT_EXTRAS=""

@@ -36,7 +36,7 @@ warnings.filterwarnings("ignore")
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.metrics import DatasetMissingValueCount, DriftedColumnsCount, ValueDrift
-from mlops_assets.training.model import ModelBundle
+from mlops_core.bundle import ModelBundle
 bundle_dir, data_file, month = sys.argv[1:4]
 bundle = ModelBundle.load(__import__("pathlib").Path(bundle_dir))
 cols = ["PULocationID", "DOLocationID", "trip_distance"]

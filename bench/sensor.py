@@ -46,7 +46,7 @@ PG_ADMIN = os.environ.get("MLOPS_TEST_PG_URL", "postgresql+psycopg2://postgres@1
 
 
 def fill(db, start: datetime, days: int) -> None:
-    from mlops_assets.monitoring.metrics_db import utcnow
+    from mlops_assets.metrics_db import utcnow
 
     rng = np.random.default_rng(7)
     computed = utcnow() - timedelta(days=1)
@@ -85,17 +85,18 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 def bench_database(url: str, label: str, repeat: int, home: Path, years: int) -> dict:
     import dagster as dg
 
-    from mlops_assets.alerting.mailer import Mailer
     from mlops_assets.definitions import build_defs
-    from mlops_assets.monitoring.metrics_db import MetricsDB, dummy_metrics, utcnow
-    from mlops_assets.specs import load_specs
+    from mlops_assets.metrics_db import dummy_metrics, utcnow
+    from mlops_assets.resources import build_resources
+    from mlops_assets.settings import Settings
+    from mlops_core.specs import load_specs
 
     spec = next(s for s in load_specs() if s.name == MODEL)
-    db = MetricsDB(url=url)
+    defs = build_defs([spec], build_resources(Settings.for_home(home, metrics_database_url=url)))
+    db = defs.resources["metrics_db"]
     days = 365 * years
     start = datetime(2016, 1, 1)
     fill(db, start, days)
-    defs = build_defs([spec], resources={"metrics_db": db, "mailer": Mailer(outbox_dir=str(home / "outbox"))})
     sensor = defs.resolve_sensor_def(f"drift_alert_sensor__{MODEL}")
     instance = dg.DagsterInstance.ephemeral()
 
@@ -195,8 +196,6 @@ def main() -> int:
     results = []
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["MLOPS_HOME"] = tmp
-        os.environ.pop("DRIFT_THRESHOLD", None)
         for years in (1, YEARS):
             results.append(
                 bench_database(

@@ -10,10 +10,12 @@ What runs (each under gunicorn with the service's own settings, serving/gunicorn
   DataFrame and calls the same model's ``ModelBundle.predict``; no validation, logging or
   middleware (``bench/floor_app/gunicorn.conf.py`` copies the service's server settings).
 
-The model is trained on the real 2022-01 TLC month (``train_month``) and registered as
-champion; request bodies are real trips of 2022-02 (one trip; batches of 1,000 and 10,000).
+The model is trained on the real 2022-01 TLC month as the ``duration_model`` asset trains it
+(``train_on_month``) and registered as champion; request bodies are real trips of 2022-02
+(one trip; batches of 1,000 and 10,000).
 Data: ``MLOPS_TEST_DATA_DIR`` or ``../shared/data/nyc-tlc`` beside the repository. First it
-prints ``ModelBundle.predict`` timings with the feature code before issue 7 and now.
+prints ``ModelBundle.predict`` timings with the feature code before issue 7
+(``bench/baselines.py``) and now.
 
 wrk (``apt-get install -y wrk``; one thread, a Lua script that POSTs the body and prints
 p50/p99) drives both from a separate process: single-row requests at 1, 16 and 64
@@ -43,7 +45,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # mlops_assets_tests.helpers (the test suite's real-data helpers)
+sys.path.insert(0, str(REPO))  # bench.baselines, and the project when run from another folder
+SPEC_NAME = "green_taxi_duration"
 
 LUA = r"""
 wrk.method = "POST"
@@ -160,26 +163,42 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float, script: Pat
     return result
 
 
+def trips(settings, start: str, end: str):
+    """Cleaned trips of the default spec picked up in [start, end), from the real files."""
+    from mlops_assets import resources as R
+    from mlops_core.specs import load_specs
+
+    spec = next(s for s in load_specs() if s.name == SPEC_NAME)
+    source = R.trip_source(settings)
+    return spec, source.trips_for(spec, datetime.fromisoformat(start), datetime.fromisoformat(end))[0]
+
+
 def build_model(home: Path, data_dir: Path) -> tuple[str, Path]:
     """Train 2022-01, register as champion in ``home``; (model version, bundle folder)."""
-    os.environ["MLOPS_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from mlops_assets_tests.helpers import default_spec, register_champion, train_month
+    from mlops_assets import resources as R
+    from mlops_assets.settings import Settings
+    from mlops_assets.training.model import train_on_month
 
-    spec = default_spec()
-    bundle = train_month(spec, data_dir, "2022-01")
-    registered = register_champion(spec, bundle)
-    return registered.version, home / "models" / spec.name / f"v{registered.version}"
+    settings = Settings.for_home(home, trip_data_dir=data_dir)
+    spec, month = trips(settings, "2022-01-01", "2022-02-01")
+    bundle, _ = train_on_month(spec, month)
+    registry = R.model_registry(settings)
+    registered = registry.register(
+        bundle, artifact=spec.training.artifact, params={}, tags={"source": "bench"}
+    )
+    registry.set_champion(spec.name, registered.version)
+    return registered.version, registry.bundle_dir(spec.name, registered.version)
 
 
 def write_bodies(folder: Path, data_dir: Path) -> dict[str, Path]:
-    from mlops_assets_tests.helpers import default_spec, load_trips
+    from mlops_assets.settings import Settings
 
-    trips = load_trips(default_spec(), data_dir, "2022-02-01", "2022-02-15")
+    settings = Settings.for_home(folder / "home", trip_data_dir=data_dir)
+    _, trips_frame = trips(settings, "2022-02-01", "2022-02-15")
     cols = ["PULocationID", "DOLocationID", "trip_distance"]
     records = [
         {"PULocationID": int(a), "DOLocationID": int(b), "trip_distance": float(d)}
-        for a, b, d in trips[cols].itertuples(index=False)
+        for a, b, d in trips_frame[cols].itertuples(index=False)
     ]
     bodies = {"one": records[0], "1k": records[:1_000], "10k": records[:10_000]}
     paths = {}
@@ -195,9 +214,9 @@ def features_table(bundle_dir: Path) -> None:
     import numpy as np
     import pandas as pd
 
-    from mlops_assets import features
-    from mlops_assets.training.model import ModelBundle
-    from mlops_assets_tests.serving.test_features_fast_path import original_predict
+    from bench.baselines import original_predict
+    from mlops_core import features
+    from mlops_core.bundle import ModelBundle
 
     bundle = ModelBundle.load(bundle_dir)
     one = pd.DataFrame(
@@ -271,7 +290,11 @@ def main() -> None:
         script = work / "post.lua"
         script.write_text(LUA)
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVING_", "MODEL_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SERVING_", "MODEL_")) and k != "MLFLOW_TRACKING_URI"
+        }
         env.update({"MLOPS_HOME": str(home), "DJANGO_SECRET_KEY": "bench-only-not-secret"})
         if args.workers:
             env["SERVING_WORKERS"] = str(args.workers)

@@ -1,6 +1,7 @@
 """Names used across the code location: asset names, groups, jobs, checks, tags.
 
-An asset key is ``[<model spec name>, <asset name>]``; each model spec is its own group.
+An asset key is ``[<model spec name>, <asset name>]`` (``keys.py``); each model spec is its own
+group.
 """
 
 # Asset names (the last part of each asset key).
@@ -26,6 +27,11 @@ CHECK_DRIFT_THRESHOLD = "prediction_drift_below_threshold"
 # Resource keys.
 TRIP_SOURCE = "trip_source"
 PARQUET_IO = "parquet_io_manager"
+MODEL_REGISTRY = "model_registry"
+METRICS_DB = "metrics_db"
+REPORTS = "reports"
+MAILER = "mailer"
+SERVING = "serving"
 
 # Kinds shown as badges in the Dagster UI.
 KIND_PANDAS = "pandas"

@@ -1,8 +1,10 @@
 """The code location's one entrypoint: ``defs``.
 
-One set of assets, checks, sensors and schedules per model spec (``specs.load_specs``), the
-shared jobs that keep the original design's names, and the resources, wired once. Tests
-build their own ``Definitions`` with ``build_defs`` and override resources.
+The environment is read here, once (``Settings.from_env``); the specs get the default drift
+threshold as a value, and the resources their paths, URLs and ``dg.EnvVar`` secrets
+(``resources.py``). One set of assets, checks, sensors and schedules per model spec, the
+shared jobs that keep the original design's names. Tests call ``build_defs`` with their own
+specs and resources.
 """
 
 from __future__ import annotations
@@ -12,36 +14,22 @@ import warnings
 import dagster as dg
 
 from mlops_assets import constants as C
-from mlops_assets.alerting.mailer import mailer_from_env
-from mlops_assets.alerting.retrain import build_retrain_asset, retrained_key
 from mlops_assets.alerting.sensor import build_drift_sensor
-from mlops_assets.alerting.serving_client import serving_client_from_env
 from mlops_assets.data.assets import build_trips_asset
-from mlops_assets.data.sources import TripSource
-from mlops_assets.io import PartitionedParquetIOManager
+from mlops_assets.keys import model_key, retrained_key
 from mlops_assets.monitoring.assets import build_monitoring_assets
-from mlops_assets.monitoring.metrics_db import MetricsDB
 from mlops_assets.partitions import daily_partitions
-from mlops_assets.specs import ModelSpec, load_specs
-from mlops_assets.training.assets import build_model_asset, model_key
-from mlops_assets.training.registry import ModelRegistry
+from mlops_assets.resources import build_resources
+from mlops_assets.settings import Settings
+from mlops_assets.training.assets import build_model_asset
+from mlops_assets.training.retrain import build_retrain_asset
+from mlops_core.specs import ModelSpec, load_specs
 
 # BackfillPolicy is marked beta in Dagster 1.13; single-run backfills are what we rely on.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
-def default_resources() -> dict[str, object]:
-    return {
-        C.TRIP_SOURCE: TripSource(),
-        C.PARQUET_IO: PartitionedParquetIOManager(),
-        "model_registry": ModelRegistry(),
-        "metrics_db": MetricsDB(),
-        "mailer": mailer_from_env(),
-        "serving": serving_client_from_env(),
-    }
-
-
-def build_defs(specs: list[ModelSpec], resources: dict[str, object] | None = None) -> dg.Definitions:
+def build_defs(specs: list[ModelSpec], resources: dict[str, object]) -> dg.Definitions:
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"two model specs share a name: {names}")
@@ -94,7 +82,7 @@ def build_defs(specs: list[ModelSpec], resources: dict[str, object] | None = Non
         jobs=[train_job, monitoring_job, retrain_job],
         schedules=[training_schedule, monitoring_schedule],
         sensors=sensors,
-        resources={**default_resources(), **(resources or {})},
+        resources=resources,
         # Steps run one after another in the run's process: the chain trips → predictions →
         # drift → dummy_metrics is sequential, and a process per step would add seconds of
         # imports to each (see BENCHMARKS.md). Runs are still isolated from each other.
@@ -102,4 +90,9 @@ def build_defs(specs: list[ModelSpec], resources: dict[str, object] | None = Non
     )
 
 
-defs = build_defs(load_specs())
+def defs_from_settings(settings: Settings) -> dg.Definitions:
+    specs = load_specs(settings.specs_dir, default_drift_threshold=settings.drift_threshold)
+    return build_defs(specs, build_resources(settings))
+
+
+defs = defs_from_settings(Settings.from_env())

@@ -8,6 +8,7 @@ falls back to the synthetic generator (``TRIP_SOURCE=synthetic``), clearly label
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import statistics
@@ -21,12 +22,12 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
-from mlops_assets import settings
+from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
-from mlops_assets.data.sources import TripDataError, TripSource
+from mlops_assets.data.sources import TripDataError
 from mlops_assets.definitions import build_defs
-from mlops_assets.monitoring.metrics_db import MetricsDB
-from mlops_assets.specs import ModelSpec, load_specs
+from mlops_assets.settings import Settings
+from mlops_core.specs import ModelSpec, load_specs
 
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
 # The months of the shared real data, in order (see README: "The demo's story").
@@ -59,8 +60,8 @@ def outcome(md: dict) -> str:
     return f"not promoted ({md['decision_reason']})"
 
 
-def instance() -> dg.DagsterInstance:
-    home = Path(os.environ.get("DAGSTER_HOME") or settings.mlops_home() / "dagster_home").resolve()
+def instance(settings: Settings) -> dg.DagsterInstance:
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
@@ -69,27 +70,26 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def choose_trip_source(spec: ModelSpec) -> str:
-    """Describe the trip source, falling back to synthetic data when the TLC is unreachable."""
-    source = TripSource()
-    if os.environ.get("TRIP_SOURCE") or settings.trip_data_dir():
-        return source.describe()
+def choose_trip_source(settings: Settings, spec: ModelSpec) -> Settings:
+    """The settings to run with: synthetic trips instead when the TLC cannot be reached."""
+    if settings.trip_source != "auto" or settings.trip_data_dir:
+        return settings
     try:
-        source.files().fetch(spec.taxi_type, spec.training.month)
+        R.trip_source(settings).files().fetch(spec.taxi_type, spec.training.month)
     except TripDataError as exc:
         say(f"! {exc}")
         say("! Falling back to SYNTHETIC trips (TRIP_SOURCE=synthetic): figures below are not real.")
-        os.environ["TRIP_SOURCE"] = "synthetic"
-        return TripSource().describe()
-    return source.describe()
+        return dataclasses.replace(settings, trip_source="synthetic")
+    return settings
 
 
 class Demo:
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, settings: Settings):
         self.spec = spec
-        self.defs = build_defs([spec])
+        self.settings = settings
+        self.defs = build_defs([spec], R.build_resources(settings))
         self.assets = list(self.defs.assets)
-        self.instance = instance()
+        self.instance = instance(settings)
         self.step = 0
         self.cursor: str | None = None
 
@@ -219,38 +219,39 @@ def main() -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
-    specs = load_specs()
+    settings = Settings.from_env()
+    specs = load_specs(settings.specs_dir, default_drift_threshold=settings.drift_threshold)
     spec = next((s for s in specs if s.name == "green_taxi_duration"), specs[0])
     months = [m.strip() for m in os.environ.get("DEMO_MONTHS", DEFAULT_MONTHS).split(",") if m.strip()]
-    demo = Demo(spec)
+    settings = choose_trip_source(settings, spec)
+    demo = Demo(spec, settings)
+    db = R.metrics_db(settings)
     say(f"mlops_assets demo: model spec '{spec.name}' ({spec.source_file})")
-    say(f"MLOPS_HOME     {settings.mlops_home()}")
-    say(f"trip data      {choose_trip_source(spec)}")
-    say(f"metrics DB     {MetricsDB().describe()}")
-    say(f"MLflow         {settings.mlflow_tracking_uri()}")
+    say(f"MLOPS_HOME     {settings.home}")
+    say(f"trip data      {R.trip_source(settings).describe()}")
+    say(f"metrics DB     {db.describe()}")
+    say(f"MLflow         {R.model_registry(settings).describe()}")
     say(f"alert email    {demo.defs.resources['mailer'].describe()}")
     say(f"threshold      {spec.drift_threshold():.2f} (prediction drift)")
     say(f"months         train {spec.training.month}; monitor {', '.join(months)}")
-    if MetricsDB().metrics(spec.name):
+    if db.metrics(spec.name):
         say()
         say("! MLOPS_HOME already holds an earlier run: monitoring reproduces the same rows, breaches")
         say("  already alerted are not emailed again and models are not promoted twice. For a fresh")
-        say(
-            f"  story, delete it first (rm -rf {settings.mlops_home()}; the TLC downloads are in its cache/)."
-        )
+        say(f"  story, delete it first (rm -rf {settings.home}; the TLC downloads are in its cache/).")
     say()
-    model = demo.train()
+    demo.train()
     retrains = []
     for month in months:
         demo.monitor(month)
         retrains += demo.sensor_tick()
     say()
-    print_story(spec, months, model, retrains)
+    print_story(spec, settings, retrains)
     return 0
 
 
-def print_story(spec: ModelSpec, months: list[str], model: dict, retrains: list[dict]) -> None:
-    db = MetricsDB()
+def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> None:
+    db = R.metrics_db(settings)
     rows = db.metrics(spec.name)
     alerts = {a["timestamp"]: a for a in db.alerts(spec.name)}
     timeline = db.timeline(spec.name)
@@ -302,12 +303,13 @@ def print_story(spec: ModelSpec, months: list[str], model: dict, retrains: list[
         f"{len({a['message_id'] for a in sent})} email(s); retrains: {len(retrains)}, promoted: "
         f"{sum(r['decision'] == 'promoted' for r in retrains)}"
     )
-    outbox = settings.mlops_home() / "outbox"
+    outbox = settings.home / "outbox"
     if outbox.is_dir():
         say(f"Outbox         {outbox} ({len(list(outbox.glob('*.eml')))} .eml file(s))")
-    say(f"Reports        {settings.mlops_home() / 'reports' / spec.name}")
-    say(f"MLflow         {settings.mlflow_tracking_uri()} (champion: v{timeline[-1]['model_version']})")
-    say(f"               mlflow ui --backend-store-uri {settings.mlflow_tracking_uri()}")
+    say(f"Reports        {settings.home / 'reports' / spec.name}")
+    tracking = R.model_registry(settings).describe()
+    say(f"MLflow         {tracking} (champion: v{timeline[-1]['model_version']})")
+    say(f"               mlflow ui --backend-store-uri {tracking}")
     say(f"Dagster        `make dev`, then http://localhost:3000 (runs kept in {os.environ['DAGSTER_HOME']})")
 
 

@@ -2,7 +2,8 @@
 
 A partitioned asset's value is a ``dict`` of partition key → ``DataFrame``, for one partition
 as for a month-long single-run backfill, so an asset body never needs to care which it got.
-Files are written atomically (temp file + rename) under ``MLOPS_HOME/assets/<key path>/``.
+Files are written atomically (temp file + rename) under ``<base_dir>/<key path>/``
+(``MLOPS_HOME/assets`` as the code location wires it).
 """
 
 from __future__ import annotations
@@ -14,21 +15,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from mlops_assets import settings
-
 
 class MissingPartitionError(RuntimeError):
     pass
 
 
 class PartitionedParquetIOManager(dg.ConfigurableIOManager):
-    base_dir: str | None = None
-
-    def _root(self) -> Path:
-        return Path(self.base_dir) if self.base_dir else settings.mlops_home() / "assets"
+    base_dir: str
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str) -> Path:
-        return self._root().joinpath(*asset_key.path) / f"{partition_key}.parquet"
+        return Path(self.base_dir).joinpath(*asset_key.path) / f"{partition_key}.parquet"
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, pd.DataFrame]) -> None:
         if obj is None:

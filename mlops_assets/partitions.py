@@ -7,8 +7,7 @@ The first partition is ``PARTITIONS_START``; a spec's training month must not be
 
 import dagster as dg
 
-PARTITIONS_START = "2021-01-01"
-FIRST_MONTH = PARTITIONS_START[:7]
+from mlops_core.specs import PARTITIONS_START
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START)
 monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=PARTITIONS_START)

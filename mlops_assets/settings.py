@@ -1,47 +1,103 @@
-"""Environment-backed settings, read when they are needed (never at import time).
+"""The code location's settings: the environment, read once, into one ``Settings`` value.
 
-Every variable is documented in the README and in ``.env.example``. Paths are resolved
-to absolute paths so that a Dagster run subprocess and the process that started it agree.
+``Settings.from_env()`` is the only place the code location reads the environment; it runs
+where the ``Definitions`` are built (``definitions.py``) and in ``make demo``. Everything
+below it (resources, specs, assets, sensors) gets concrete values, so the Dagster UI shows
+what is configured, and a test builds ``Settings.for_home(tmp_path, ...)`` instead of setting
+variables. Secrets are not values here: only whether they are set; the resources read them
+through ``dg.EnvVar`` (the UI shows the variable's name). Every variable is documented in the
+README and in ``.env.example``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DRIFT_THRESHOLD = 0.20
+from mlops_core import home as H
+from mlops_core.specs import DEFAULT_DRIFT_THRESHOLD, PACKAGED_SPECS_DIR
+from mlops_core.text import ConfigError, parse_flag, parse_number, parse_port
+
+TRIP_SOURCES = ("auto", "tlc", "local", "synthetic")
+DEFAULT_DAGSTER_UI_URL = "http://localhost:3000"
 
 
-def mlops_home() -> Path:
-    """``MLOPS_HOME`` (default ``./.mlops``): caches, artifacts, SQLite files, the outbox."""
-    return Path(os.environ.get("MLOPS_HOME") or ".mlops").expanduser().resolve()
+@dataclass(frozen=True)
+class Settings:
+    home: Path  # MLOPS_HOME: caches, asset files, model bundles, SQLite stores, the outbox
+    metrics_database_url: str
+    mlflow_tracking_uri: str
+    trip_source: str = "auto"  # auto | tlc | local | synthetic
+    trip_data_dir: Path | None = None
+    drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
+    specs_dir: Path = PACKAGED_SPECS_DIR
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_user: str | None = None
+    smtp_password_set: bool = False  # SMTP_PASSWORD is read by the mailer through dg.EnvVar
+    smtp_starttls: bool = False
+    alert_email_from: str | None = None
+    alert_email_to: str | None = None
+    serving_url: str | None = None
+    serving_token_set: bool = False  # SERVING_RELOAD_TOKEN, read through dg.EnvVar
+    dagster_ui_url: str = DEFAULT_DAGSTER_UI_URL
+    grafana_url: str | None = None
 
+    def __post_init__(self):
+        if self.trip_source not in TRIP_SOURCES:
+            raise ConfigError(f"TRIP_SOURCE must be auto, tlc, local or synthetic; got {self.trip_source!r}")
 
-def trip_data_dir() -> Path | None:
-    """``TRIP_DATA_DIR``: a folder of TLC monthly parquet files read instead of downloading."""
-    value = os.environ.get("TRIP_DATA_DIR")
-    return Path(value).expanduser().resolve() if value else None
+    @classmethod
+    def for_home(cls, home: Path | str, **values) -> Settings:
+        """Settings with every store inside ``home`` (the defaults), updated with ``values``."""
+        home = H.resolve_home(str(home))
+        defaults = {
+            "metrics_database_url": H.default_metrics_url(home),
+            "mlflow_tracking_uri": H.default_tracking_uri(home),
+        }
+        return cls(home=home, **{**defaults, **values})
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
 
-def metrics_database_url() -> str:
-    """``METRICS_DATABASE_URL`` (default: a SQLite file in ``MLOPS_HOME``)."""
-    return os.environ.get("METRICS_DATABASE_URL") or f"sqlite:///{mlops_home() / 'metrics.db'}"
+        def text(name: str) -> str | None:
+            value = (env.get(name) or "").strip()
+            return value or None
 
+        data_dir = text("TRIP_DATA_DIR")
+        values = {
+            "trip_source": text("TRIP_SOURCE") or "auto",
+            "trip_data_dir": Path(data_dir).expanduser().resolve() if data_dir else None,
+            "drift_threshold": parse_number(
+                "DRIFT_THRESHOLD", env.get("DRIFT_THRESHOLD"), DEFAULT_DRIFT_THRESHOLD, positive=True
+            ),
+            "specs_dir": Path(text("MODEL_SPECS_DIR") or PACKAGED_SPECS_DIR),
+            "smtp_host": text("SMTP_HOST"),
+            "smtp_port": parse_port("SMTP_PORT", env.get("SMTP_PORT")),
+            "smtp_user": text("SMTP_USER"),
+            "smtp_password_set": bool(env.get("SMTP_PASSWORD")),
+            "smtp_starttls": parse_flag(env.get("SMTP_STARTTLS")),
+            "alert_email_from": text("ALERT_EMAIL_FROM"),
+            "alert_email_to": text("ALERT_EMAIL_TO"),
+            "serving_url": text("SERVING_URL"),
+            "serving_token_set": bool(env.get("SERVING_RELOAD_TOKEN")),
+            "dagster_ui_url": text("DAGSTER_UI_URL") or DEFAULT_DAGSTER_UI_URL,
+            "grafana_url": text("GRAFANA_URL"),
+        }
+        for name, key in (
+            ("METRICS_DATABASE_URL", "metrics_database_url"),
+            ("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        ):
+            if text(name):
+                values[key] = text(name)
+        return cls.for_home(H.resolve_home(text("MLOPS_HOME")), **values)
 
-def mlflow_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` (default: a SQLite store in ``MLOPS_HOME``)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlops_home() / 'mlflow.db'}"
-
-
-def drift_threshold() -> float:
-    """``DRIFT_THRESHOLD`` (default 0.20); a model spec may override it."""
-    raw = os.environ.get("DRIFT_THRESHOLD")
-    if raw is None or raw.strip() == "":
-        return DEFAULT_DRIFT_THRESHOLD
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"DRIFT_THRESHOLD must be a number, got {raw!r}") from exc
-    if not value > 0:
-        raise ValueError(f"DRIFT_THRESHOLD must be positive, got {raw!r}")
-    return value
+    @property
+    def trip_source_kind(self) -> str:
+        """``auto`` made concrete: the folder when ``TRIP_DATA_DIR`` is set, else the TLC."""
+        if self.trip_source == "auto":
+            return "local" if self.trip_data_dir else "tlc"
+        return self.trip_source

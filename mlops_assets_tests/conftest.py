@@ -1,9 +1,14 @@
-"""Shared fixtures: real TLC data, an isolated MLOPS_HOME per test, a clean environment.
+"""Shared fixtures: real TLC data, an isolated MLOPS_HOME per test, its ``Settings`` and
+resources, a clean environment.
 
 Real data comes from ``MLOPS_TEST_DATA_DIR`` (default ``../shared/data/nyc-tlc`` beside the
 repository). Where it is absent the suite falls back to files written by the deterministic
 synthetic generator, and says so in the header; CI sets ``MLOPS_REQUIRE_REAL_DATA=1`` so a
 missing folder stops the run instead.
+
+The code location's tests pass ``settings`` / ``resources`` (values, never the environment).
+The environment is still cleared and set for what really reads it: the prediction service's
+configuration, and the processes some tests start (``dagster dev``, gunicorn, ``make``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlops_assets.data.synthetic import generate_month
+from mlops_assets.resources import build_resources
+from mlops_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data" / "nyc-tlc"
@@ -106,6 +113,18 @@ def isolated_env(monkeypatch, tmp_path, trip_data_dir) -> Path:
     return home
 
 
+@pytest.fixture
+def settings(isolated_env, trip_data_dir) -> Settings:
+    """This test's settings: every store in its MLOPS_HOME, trips from ``trip_data_dir``."""
+    return Settings.for_home(isolated_env, trip_data_dir=trip_data_dir)
+
+
+@pytest.fixture
+def resources(settings) -> dict:
+    """The code location's resources for ``settings`` (what ``definitions.py`` wires)."""
+    return build_resources(settings)
+
+
 _FIGURES: list[str] = []
 
 
@@ -174,32 +193,13 @@ def postgres_url():
 def trained_home(tmp_path_factory, trip_data_dir) -> Path:
     """An MLOPS_HOME where the default spec's v1 was trained on 2022-01 through the real assets
     (trips of 2022-01 materialized, v1 champion, in effect from 2022-02-01). Tests copy it."""
-    import dagster as dg
-
-    from mlops_assets import constants as C
     from mlops_assets.definitions import build_defs
-    from mlops_assets_tests.helpers import default_spec
+    from mlops_assets_tests.helpers import default_spec, train_through_assets
 
     spec = default_spec()
     home = tmp_path_factory.mktemp("trained_home")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ENV_VARS:
-            mp.delenv(name, raising=False)
-        mp.setenv("MLOPS_HOME", str(home))
-        mp.setenv("TRIP_DATA_DIR", str(trip_data_dir))
-        defs = build_defs([spec])
-        tags = {
-            "dagster/asset_partition_range_start": "2022-01-01",
-            "dagster/asset_partition_range_end": "2022-01-31",
-        }
-        trips = dg.AssetKey([spec.name, C.TRIPS])
-        model = dg.AssetKey([spec.name, C.DURATION_MODEL])
-        assert dg.materialize(
-            list(defs.assets), selection=[trips], resources=defs.resources, tags=tags
-        ).success
-        assert dg.materialize(
-            list(defs.assets), selection=[model], resources=defs.resources, partition_key="2022-01-01"
-        ).success
+    defs = build_defs([spec], build_resources(Settings.for_home(home, trip_data_dir=trip_data_dir)))
+    assert train_through_assets(defs, spec, "2022-01").success
     return home
 
 

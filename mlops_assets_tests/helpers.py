@@ -9,41 +9,33 @@ from pathlib import Path
 import pandas as pd
 
 from mlops_assets.data.sources import TripSource
-from mlops_assets.specs import ModelSpec, load_specs
 from mlops_assets.training import model as M
-from mlops_assets.training.registry import ModelRegistry, RegisteredVersion
+from mlops_core.registry import RegisteredVersion, RegistryOps
+from mlops_core.specs import DEFAULT_DRIFT_THRESHOLD, ModelSpec, load_specs
 
 
-def default_spec() -> ModelSpec:
-    return next(s for s in load_specs() if s.name == "green_taxi_duration")
+def default_spec(drift_threshold: float = DEFAULT_DRIFT_THRESHOLD) -> ModelSpec:
+    """The packaged default spec, loaded with ``drift_threshold`` as the default threshold
+    (what ``DRIFT_THRESHOLD`` sets for the code location)."""
+    specs = load_specs(default_drift_threshold=drift_threshold)
+    return next(s for s in specs if s.name == "green_taxi_duration")
 
 
 def load_trips(spec: ModelSpec, data_dir: Path, start: str, end: str) -> pd.DataFrame:
     """Cleaned trips picked up in [start, end) (ISO dates), read from ``data_dir``."""
-    frame, _, _ = TripSource(kind="local", data_dir=str(data_dir)).load_trips(
-        taxi_type=spec.taxi_type,
-        start=datetime.fromisoformat(start),
-        end=datetime.fromisoformat(end),
-        required=spec.feature_columns,
-        filters=spec.filters,
-    )
-    return frame
+    source = TripSource(kind="local", data_dir=str(data_dir))
+    return source.trips_for(spec, datetime.fromisoformat(start), datetime.fromisoformat(end))[0]
 
 
 def train_month(spec: ModelSpec, data_dir: Path, month: str) -> M.ModelBundle:
     """The spec's model trained on ``month`` (YYYY-MM) exactly as the duration_model asset does."""
     start = pd.Timestamp(month + "-01")
     end = start + pd.offsets.MonthBegin(1)
-    frame = load_trips(spec, data_dir, str(start.date()), str(end.date()))
-    train_rows, holdout_rows = M.split_by_time(frame, spec.training.train_fraction)
-    return M.train(spec, train_rows, holdout_rows)
+    return M.train_on_month(spec, load_trips(spec, data_dir, str(start.date()), str(end.date())))[0]
 
 
-def register_champion(
-    spec: ModelSpec, bundle: M.ModelBundle, registry: ModelRegistry | None = None
-) -> RegisteredVersion:
-    """Register ``bundle`` in the (default, per-test) MLflow store and make it champion."""
-    registry = registry or ModelRegistry()
+def register_champion(spec: ModelSpec, bundle: M.ModelBundle, registry: RegistryOps) -> RegisteredVersion:
+    """Register ``bundle`` in ``registry`` (the test's MLflow store) and make it champion."""
     registered = registry.register(
         bundle,
         artifact=spec.training.artifact,
@@ -52,6 +44,27 @@ def register_champion(
     )
     registry.set_champion(spec.name, registered.version)
     return registered
+
+
+def train_through_assets(defs, spec: ModelSpec, month: str):
+    """Materialize ``trips`` for every day of ``month`` (one run), then ``duration_model``
+    for it; returns the model's ``dg.materialize`` result (the trips run must succeed)."""
+    import dagster as dg
+
+    from mlops_assets import constants as C
+
+    start = pd.Timestamp(month + "-01")
+    tags = {
+        "dagster/asset_partition_range_start": str(start.date()),
+        "dagster/asset_partition_range_end": str((start + pd.offsets.MonthEnd(0)).date()),
+    }
+    assets = list(defs.assets)
+    trips = dg.AssetKey([spec.name, C.TRIPS])
+    assert dg.materialize(assets, selection=[trips], resources=defs.resources, tags=tags).success
+    model = dg.AssetKey([spec.name, C.DURATION_MODEL])
+    return dg.materialize(
+        assets, selection=[model], resources=defs.resources, partition_key=str(start.date())
+    )
 
 
 def failure_message(result) -> str:
@@ -144,13 +157,13 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def copy_timeline(spec_name: str, target_url: str) -> None:
-    """Copy the model timeline of the default metrics DB (the test's MLOPS_HOME) into the
-    metrics DB at ``target_url``: the same model is then in effect there on the same days."""
-    from mlops_assets.monitoring.metrics_db import MetricsDB
+def copy_timeline(spec_name: str, source_url: str, target_url: str) -> None:
+    """Copy the model timeline of the metrics DB at ``source_url`` (the test's MLOPS_HOME) into
+    the metrics DB at ``target_url``: the same model is then in effect there on the same days."""
+    from mlops_assets.metrics_db import MetricsDB
 
     target = MetricsDB(url=target_url)
-    for entry in MetricsDB().timeline(spec_name):
+    for entry in MetricsDB(url=source_url).timeline(spec_name):
         target.record_in_effect(
             spec_name,
             entry["model_version"],

@@ -5,9 +5,13 @@ metrics DB (SQLite; PostgreSQL where marked), a real MLflow store, real Dagster 
 and the real sensor definition evaluated with ``dg.build_sensor_context``. The sensor tests
 insert ``dummy_metrics`` rows directly (the table is their input; the monitoring tests
 produce it for real). The prediction service's reload endpoint is stood in for by a tiny
-HTTP server here; the real service is exercised end to end in test_e2e.py.
+HTTP server here; the real service is exercised end to end in test_e2e.py. Everything is
+configured through ``Settings`` values (SMTP host and port, recipients, the serving URL); only
+the secrets the resources read through ``dg.EnvVar`` (SMTP_PASSWORD, SERVING_RELOAD_TOKEN) are
+environment variables.
 """
 
+import dataclasses
 import email
 import email.policy
 import http.server
@@ -25,15 +29,16 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from mlops_assets import constants as C
+from mlops_assets import resources as R
 from mlops_assets.alerting.alerts import breach_line
-from mlops_assets.alerting.mailer import Mailer
-from mlops_assets.alerting.retrain import RETRAIN_TAG
 from mlops_assets.alerting.sensor import sensor_name
-from mlops_assets.definitions import build_defs
-from mlops_assets.monitoring.metrics_db import MetricsDB, day_timestamp, utcnow
-from mlops_assets.specs import Features, Retraining
-from mlops_assets.training.registry import ModelRegistry
-from mlops_assets_tests.helpers import default_spec, failure_message
+from mlops_assets.definitions import build_defs, defs_from_settings
+from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
+from mlops_assets.resources import build_resources
+from mlops_assets.settings import Settings
+from mlops_assets.training.retrain import RETRAIN_TAG
+from mlops_assets_tests.helpers import default_spec, failure_message, train_through_assets
+from mlops_core.specs import Features, Retraining
 
 SPEC = default_spec()
 RETRAINED = dg.AssetKey([SPEC.name, C.RETRAINED_MODEL])
@@ -79,13 +84,21 @@ class SmtpServer:
 
 
 @pytest.fixture
-def smtp_port(monkeypatch) -> int:
-    port = free_port()
-    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SMTP_PORT", str(port))
-    monkeypatch.setenv("ALERT_EMAIL_TO", "oncall@example.com, ml@example.com")
-    monkeypatch.setenv("ALERT_EMAIL_FROM", "mlops@example.com")
-    return port
+def smtp_port() -> int:
+    """A free loopback port for this test's SMTP server (see ``smtp_settings``)."""
+    return free_port()
+
+
+def smtp_settings(settings: Settings, port: int, **values) -> Settings:
+    """``settings`` sending alerts over SMTP at 127.0.0.1:``port`` to two recipients."""
+    return dataclasses.replace(
+        settings,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        alert_email_to="oncall@example.com, ml@example.com",
+        alert_email_from="mlops@example.com",
+        **values,
+    )
 
 
 # --- metric rows and sensor evaluation ------------------------------------------------------
@@ -124,13 +137,13 @@ def test_breach_line_is_the_original_format():
     )
 
 
-def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_env):
-    db = MetricsDB()
+def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_env, settings, resources):
+    db = R.metrics_db(settings)
     put_rows(
         db,
         {"2022-02-01": 0.05, "2022-02-02": 0.31, "2022-02-03": 0.12, "2022-02-04": 0.27, "2022-02-05": None},
     )
-    defs, instance = build_defs([SPEC]), dg.DagsterInstance.ephemeral()
+    defs, instance = build_defs([SPEC], resources), dg.DagsterInstance.ephemeral()
     result = tick(defs, instance)
     (request,) = result.run_requests
     assert request.partition_key == "2022-02-04"
@@ -140,7 +153,7 @@ def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_
     newest = max(r["computed_at"] for r in db.metrics(SPEC.name))
     assert json.loads(result.cursor) == {"computed_at": newest.isoformat()}
 
-    (eml,) = (isolated_env / "outbox").glob("*.eml")  # no SMTP_HOST: the outbox
+    (eml,) = (isolated_env / "outbox").glob("*.eml")  # no smtp_host: the outbox
     msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert msg["Subject"] == "[mlops_assets] green_taxi_duration: prediction drift 0.3100 > 0.20 (2 breaches)"
     body = msg.get_content()
@@ -158,9 +171,10 @@ def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_
     assert again.cursor == result.cursor
 
 
-def test_each_breach_is_emailed_exactly_once_over_real_smtp(isolated_env, smtp_port, monkeypatch):
-    db = MetricsDB()
-    defs, instance = build_defs([SPEC]), dg.DagsterInstance.ephemeral()
+def test_each_breach_is_emailed_exactly_once_over_real_smtp(settings, smtp_port):
+    db = R.metrics_db(settings)
+    defs = build_defs([SPEC], build_resources(smtp_settings(settings, smtp_port)))
+    instance = dg.DagsterInstance.ephemeral()
     with SmtpServer(smtp_port) as inbox:
         put_rows(db, {f"2022-01-{d:02d}": 0.30 + d / 1000 for d in range(1, 31)})  # a month of breaches
         cursor = tick(defs, instance).cursor
@@ -190,19 +204,21 @@ def test_each_breach_is_emailed_exactly_once_over_real_smtp(isolated_env, smtp_p
     assert len(db.alerts(SPEC.name)) == 31
 
 
-def test_spec_threshold_and_env_threshold(isolated_env, monkeypatch):
-    db = MetricsDB()
+def test_spec_threshold_and_env_threshold(isolated_env, settings):
+    """A spec without its own threshold gets the configured default (DRIFT_THRESHOLD=0.30)."""
+    db = R.metrics_db(settings)
     put_rows(db, {"2022-02-01": 0.25})
-    monkeypatch.setenv("DRIFT_THRESHOLD", "0.30")
-    result = tick(build_defs([SPEC]), dg.DagsterInstance.ephemeral())
+    defs = defs_from_settings(dataclasses.replace(settings, drift_threshold=0.30))
+    result = tick(defs, dg.DagsterInstance.ephemeral())
     assert not result.run_requests
     assert "no new breach of 0.30" in result.skip_reason.skip_message
     assert not (isolated_env / "outbox").exists()
 
 
-def test_smtp_down_then_up_delivers_once_later(isolated_env, smtp_port, capsys):
-    db = MetricsDB()
-    defs, instance = build_defs([SPEC]), dg.DagsterInstance.ephemeral()
+def test_smtp_down_then_up_delivers_once_later(settings, smtp_port, capsys):
+    db = R.metrics_db(settings)
+    defs = build_defs([SPEC], build_resources(smtp_settings(settings, smtp_port)))
+    instance = dg.DagsterInstance.ephemeral()
     put_rows(db, {"2022-02-07": 0.22})
     first = tick(defs, instance)  # nobody listens on the SMTP port
     (alert,) = db.alerts(SPEC.name)
@@ -223,16 +239,17 @@ def test_smtp_down_then_up_delivers_once_later(isolated_env, smtp_port, capsys):
 # The loopback test server takes AUTH without TLS (aiosmtpd warns about that, rightly).
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 def test_auth_refused_is_retried_and_the_password_never_leaks(
-    isolated_env, smtp_port, monkeypatch, caplog, capsys
+    settings, smtp_port, monkeypatch, caplog, capsys
 ):
-    monkeypatch.setenv("SMTP_USER", "alerts")
+    # The password is a secret the mailer reads through dg.EnvVar: set it as a variable.
     monkeypatch.setenv("SMTP_PASSWORD", "wrong-Secret-123")
-    db = MetricsDB()
+    configured = smtp_settings(settings, smtp_port, smtp_user="alerts", smtp_password_set=True)
+    db = R.metrics_db(settings)
     put_rows(db, {"2022-02-08": 0.5})
     instance = dg.DagsterInstance.ephemeral()
     with SmtpServer(smtp_port, credentials=("alerts", "right-Secret-456")) as inbox:
         with caplog.at_level(logging.DEBUG):
-            cursor = tick(build_defs([SPEC]), instance).cursor
+            cursor = tick(build_defs([SPEC], build_resources(configured)), instance).cursor
         assert inbox.messages == []
         (alert,) = db.alerts(SPEC.name)
         assert alert["status"] == "pending" and "SMTPAuthenticationError" in alert["last_error"]
@@ -242,7 +259,7 @@ def test_auth_refused_is_retried_and_the_password_never_leaks(
             assert "wrong-Secret-123" not in text  # ...without the password
 
         # The resource as Dagster (and its UI) sees it: the variable's name, not its value.
-        mailer = build_defs([SPEC]).resources["mailer"]
+        mailer = build_defs([SPEC], build_resources(configured)).resources["mailer"]
         assert "wrong-Secret-123" not in json.dumps(
             mailer._get_non_default_public_field_values(), default=str
         )
@@ -250,7 +267,7 @@ def test_auth_refused_is_retried_and_the_password_never_leaks(
 
         monkeypatch.setenv("SMTP_PASSWORD", "right-Secret-456")
         with caplog.at_level(logging.DEBUG):
-            tick(build_defs([SPEC]), instance, cursor)
+            tick(build_defs([SPEC], build_resources(configured)), instance, cursor)
         assert len(inbox.messages) == 1
         out = capsys.readouterr()
         for text in (caplog.text, out.err, out.out):
@@ -259,10 +276,10 @@ def test_auth_refused_is_retried_and_the_password_never_leaks(
     assert db.alerts(SPEC.name)[0]["status"] == "sent"
 
 
-def test_no_second_retrain_while_one_is_in_flight_and_none_when_covered(isolated_env):
-    db = MetricsDB()
+def test_no_second_retrain_while_one_is_in_flight_and_none_when_covered(settings, resources):
+    db = R.metrics_db(settings)
     put_rows(db, {f"2022-02-{d:02d}": 0.4 for d in range(1, 11)})
-    defs, instance = build_defs([SPEC]), dg.DagsterInstance.ephemeral()
+    defs, instance = build_defs([SPEC], resources), dg.DagsterInstance.ephemeral()
     instance.add_run(
         dg.DagsterRun(
             job_name=C.RETRAIN_JOB,
@@ -329,14 +346,15 @@ def metadata(result) -> dict:
     return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
 
 
-def test_retrain_registers_compares_promotes_and_tells_serving(home, monkeypatch, report_figure):
+def test_retrain_registers_compares_promotes_and_tells_serving(home, settings, monkeypatch, report_figure):
     """v1 (trained on 2022-01-01..15) vs a model on the 28 days ending 2022-01-31, scored on
     the same last 7 days: the fresher model is no worse, so it becomes champion."""
     recorder = ReloadRecorder()
-    monkeypatch.setenv("SERVING_URL", recorder.url)
+    # The reload token is a secret the serving client reads through dg.EnvVar.
     monkeypatch.setenv("SERVING_RELOAD_TOKEN", "reload-token-xyz")
+    serving = dataclasses.replace(settings, serving_url=recorder.url, serving_token_set=True)
     try:
-        result = retrain(build_defs([SPEC]), "2022-01-31")
+        result = retrain(build_defs([SPEC], build_resources(serving)), "2022-01-31")
     finally:
         recorder.close()
     assert result.success, failure_message(result)
@@ -352,7 +370,7 @@ def test_retrain_registers_compares_promotes_and_tells_serving(home, monkeypatch
     assert md["effective_from"] == "2022-02-01"
     assert recorder.calls == [{"path": "/reload", "auth": "Bearer reload-token-xyz"}]
 
-    registry = ModelRegistry()
+    registry = R.model_registry(settings)
     client = mlflow.MlflowClient(registry.uri())
     versions = {v.version: v for v in client.search_model_versions(f"name='{SPEC.name}'")}
     assert set(versions) == {1, 2}
@@ -364,80 +382,77 @@ def test_retrain_registers_compares_promotes_and_tells_serving(home, monkeypatch
     assert float(tags["candidate_rmse"]) == pytest.approx(md["candidate_holdout_rmse"])
     assert float(tags["champion_rmse"]) == pytest.approx(md["champion_holdout_rmse"])
     assert tags["champion_version"] == "1"
-    timeline = MetricsDB().timeline(SPEC.name)
+    timeline = R.metrics_db(settings).timeline(SPEC.name)
     # Nothing was monitored with v1 yet, so v2 takes its place from v1's first day.
     assert [(t["model_version"], str(t["effective_from"])) for t in timeline] == [("2", "2022-02-01")]
     assert timeline[-1]["window_end"] == date(2022, 1, 31) and timeline[-1]["previous_version"] == "1"
 
     # Re-materializing the same partition registers nothing new and keeps the champion.
-    again = metadata(retrain(build_defs([SPEC]), "2022-01-31"))
+    again = metadata(retrain(build_defs([SPEC], build_resources(serving)), "2022-01-31"))
     assert again["model_version"] == "2" and again["newly_registered"] is False
     assert len(client.search_model_versions(f"name='{SPEC.name}'")) == 2
 
 
-def test_a_worse_model_is_registered_but_not_promoted(home, monkeypatch):
+def test_a_worse_model_is_registered_but_not_promoted(home, settings, resources):
     """The spec's features lose the zones (as if someone edited the YAML): the candidate is
     worse on the same holdout, so the champion stays."""
     worse = SPEC.model_copy(update={"features": Features(numerical=("trip_distance",))})
-    result = retrain(build_defs([worse]), "2022-01-31")
+    result = retrain(build_defs([worse], resources), "2022-01-31")
     assert result.success, failure_message(result)
     md = metadata(result)
     assert md["decision"] == "not promoted"
     assert md["candidate_holdout_rmse"] > md["champion_holdout_rmse"]
     assert "is worse than champion v1's" in md["decision_reason"]
-    registry = ModelRegistry()
+    registry = R.model_registry(settings)
     assert registry.champion(SPEC.name) == "1"
     assert registry.version_tags(SPEC.name, md["model_version"])["decision"] == "not_promoted"
-    assert [t["model_version"] for t in MetricsDB().timeline(SPEC.name)] == ["1"]
+    assert [t["model_version"] for t in R.metrics_db(settings).timeline(SPEC.name)] == ["1"]
 
 
-def test_too_few_rows_in_the_window_is_refused(home):
+def test_too_few_rows_in_the_window_is_refused(home, settings, resources):
     picky = SPEC.model_copy(update={"retraining": Retraining(window_days=28, holdout_days=7, min_rows=10**6)})
-    result = retrain(build_defs([picky]), "2022-01-31")
+    result = retrain(build_defs([picky], resources), "2022-01-31")
     assert not result.success
     message = failure_message(result)
     assert "green_taxi_duration: the window 2022-01-04 .. 2022-01-31 holds " in message
     assert "usable trips, fewer than retraining.min_rows=1000000; refusing to train on so little" in message
-    assert len(mlflow.MlflowClient(ModelRegistry().uri()).search_model_versions(f"name='{SPEC.name}'")) == 1
+    assert (
+        len(
+            mlflow.MlflowClient(R.model_registry(settings).uri()).search_model_versions(f"name='{SPEC.name}'")
+        )
+        == 1
+    )
 
 
-def test_window_without_trips_materialized_fails_clearly(home):
-    result = retrain(build_defs([SPEC]), "2022-02-10")  # trips of 2022-02 were never materialized
+def test_window_without_trips_materialized_fails_clearly(home, resources):
+    result = retrain(build_defs([SPEC], resources), "2022-02-10")  # trips of 2022-02 were never materialized
     assert not result.success
     assert "green_taxi_duration/trips partition 2022-02-01 has not been materialized" in failure_message(
         result
     )
 
 
-def test_mailer_describe_never_shows_the_password(monkeypatch):
-    monkeypatch.setenv("SMTP_HOST", "smtp.example.com")
-    monkeypatch.setenv("SMTP_USER", "bot")
-    monkeypatch.setenv("SMTP_PASSWORD", "pa55")
-    monkeypatch.setenv("SMTP_STARTTLS", "true")
-    mailer = Mailer()
+def test_mailer_describe_never_shows_the_password(settings, monkeypatch):
+    monkeypatch.setenv("SMTP_PASSWORD", "pa55")  # read through dg.EnvVar
+    configured = dataclasses.replace(
+        settings, smtp_host="smtp.example.com", smtp_user="bot", smtp_password_set=True, smtp_starttls=True
+    )
+    # Initialized as Dagster does for a run or a tick (which resolves the dg.EnvVar).
+    with dg.build_resources({"mailer": R.mailer(configured)}) as initialized:
+        mailer = initialized.mailer
     assert mailer.describe() == "smtp://bot@smtp.example.com:587, STARTTLS"
     assert mailer.scrub("login pa55 refused") == "login *** refused"
 
 
-def test_a_model_on_older_data_never_replaces_the_champion(home, trip_data_dir):
+def test_a_model_on_older_data_never_replaces_the_champion(home, settings, resources):
     """After a retrain on January's last 28 days, re-materializing an older month's
     duration_model registers that model but keeps the fresher champion."""
-    assert retrain(build_defs([SPEC]), "2022-01-31").success  # v2, trained up to 2022-01-31
-    defs = build_defs([SPEC])
-    tags = {
-        "dagster/asset_partition_range_start": "2021-03-01",
-        "dagster/asset_partition_range_end": "2021-03-31",
-    }
-    model = dg.AssetKey([SPEC.name, C.DURATION_MODEL])
-    trips = dg.AssetKey([SPEC.name, C.TRIPS])
-    assert dg.materialize(list(defs.assets), selection=[trips], resources=defs.resources, tags=tags).success
-    result = dg.materialize(
-        list(defs.assets), selection=[model], resources=defs.resources, partition_key="2021-03-01"
-    )
+    assert retrain(build_defs([SPEC], resources), "2022-01-31").success  # v2, trained up to 2022-01-31
+    result = train_through_assets(build_defs([SPEC], resources), SPEC, "2021-03")
     (event,) = result.get_asset_materialization_events()
     md = {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
     assert md["decision"] == "not promoted"
     assert md["decision_reason"] == (
         "trained on data up to 2021-03-31, older than champion v2's (up to 2022-01-31)"
     )
-    assert ModelRegistry().champion(SPEC.name) == "2"
+    assert R.model_registry(settings).champion(SPEC.name) == "2"

@@ -3,7 +3,10 @@
 Starts ``dagster-daemon run`` on a test instance (a temporary DAGSTER_HOME) with the real
 workspace, turns the sensor on with the real CLI, and waits for its tick to email a real SMTP
 server on loopback (aiosmtpd) and for the retrain run it requests to register and promote a
-model in a real MLflow store. Nothing is faked.
+model in a real MLflow store. Nothing is faked. The daemon's code location is configured the
+way a deployment's is, through its environment (SMTP_HOST, SMTP_PORT, ALERT_EMAIL_TO and the
+test's MLOPS_HOME / TRIP_DATA_DIR); the test itself reads and writes the same stores through
+``Settings`` values.
 """
 
 import os
@@ -14,11 +17,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.alerting.retrain import RETRAIN_TAG
+from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
-from mlops_assets.monitoring.metrics_db import MetricsDB
-from mlops_assets.training.registry import ModelRegistry
+from mlops_assets.training.retrain import RETRAIN_TAG
 from mlops_assets_tests.helpers import default_spec, start_process, stop_process, wait_for
 from mlops_assets_tests.test_alerting import SmtpServer, free_port, put_rows
 
@@ -28,14 +30,18 @@ SPEC = default_spec()
 
 
 @pytest.mark.e2e
-def test_daemon_tick_emails_once_and_runs_the_retrain(home, tmp_path, monkeypatch):
+def test_daemon_tick_emails_once_and_runs_the_retrain(home, settings, resources, tmp_path):
     port = free_port()
-    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SMTP_PORT", str(port))
-    monkeypatch.setenv("ALERT_EMAIL_TO", "oncall@example.com")
+    # The environment of the processes started below (the code location reads it there).
+    env = {
+        **os.environ,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "ALERT_EMAIL_TO": "oncall@example.com",
+    }
     # v1 was trained on 2022-01: a week of February breaches is not covered by it. The retrain's
     # window (the 28 days ending 2022-02-07) needs February's first trips.
-    defs = build_defs([SPEC])
+    defs = build_defs([SPEC], resources)
     assert dg.materialize(
         list(defs.assets),
         selection=[dg.AssetKey([SPEC.name, "trips"])],
@@ -45,7 +51,7 @@ def test_daemon_tick_emails_once_and_runs_the_retrain(home, tmp_path, monkeypatc
             "dagster/asset_partition_range_end": "2022-02-07",
         },
     ).success
-    db = MetricsDB()
+    db = R.metrics_db(settings)
     put_rows(db, {f"2022-02-0{d}": 0.25 + d / 1000 for d in range(1, 8)})  # a week of breaches
 
     out = subprocess.run(
@@ -54,7 +60,7 @@ def test_daemon_tick_emails_once_and_runs_the_retrain(home, tmp_path, monkeypatc
         capture_output=True,
         text=True,
         timeout=120,
-        env=os.environ.copy(),
+        env=env,
     )
     assert out.returncode == 0, out.stderr
 
@@ -64,7 +70,7 @@ def test_daemon_tick_emails_once_and_runs_the_retrain(home, tmp_path, monkeypatc
             [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
             cwd=REPO,
             log_path=tmp_path / "daemon.log",
-            env=os.environ.copy(),
+            env=env,
         )
         try:
             wait_for(lambda: inbox.messages, timeout=120, what="the alert email")
@@ -90,7 +96,7 @@ def test_daemon_tick_emails_once_and_runs_the_retrain(home, tmp_path, monkeypatc
         assert "Threshold breach (>0.20): 2022-02-07 00:00 — 0.2570" in body
         assert len(instance.get_runs(filters=dg.RunsFilter(tags={RETRAIN_TAG: SPEC.name}))) == 1
     assert run.tags["dagster/partition"] == "2022-02-07"
-    assert ModelRegistry().champion(SPEC.name) == "2"
+    assert R.model_registry(settings).champion(SPEC.name) == "2"
     state = instance.get_instigator_state(_origin_id(instance), _selector_id(instance))
     assert state.status.value == "RUNNING"
     assert state.instigator_data.cursor  # the cursor is kept in the instance

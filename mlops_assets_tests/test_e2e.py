@@ -6,7 +6,10 @@ PostgreSQL storage (the repository's dagster.yaml, a throwaway database), the me
 the same PostgreSQL database, a local MLflow store, a loopback SMTP server (aiosmtpd) and the
 prediction service under gunicorn. Nothing is faked: the backfill is launched with the same
 GraphQL mutation as the UI's "Materialize → backfill" dialog, the sensor is switched on
-through the API as a user would, and the daemon does the rest.
+through the API as a user would, and the daemon does the rest. The processes get the stack's
+configuration as a deployment does, in their environment; the test's own code (training v1
+before the stack starts, reading the stores) uses ``Settings.from_env`` of that same
+environment, so both see the same stores.
 
 Run alone with ``pytest -m e2e``. The browser test needs Debian's chromium (``.ci/run``
 installs it); without it, that test says why it is skipped.
@@ -27,11 +30,13 @@ import requests
 import sqlalchemy as sa
 
 from mlops_assets import constants as C
-from mlops_assets.alerting.retrain import RETRAIN_TAG
+from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
-from mlops_assets.monitoring.metrics_db import MetricsDB
-from mlops_assets.training.registry import ModelRegistry
+from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.resources import build_resources
+from mlops_assets.settings import Settings
+from mlops_assets.training.retrain import RETRAIN_TAG
 from mlops_assets_tests.conftest import ENV_VARS, throwaway_database
 from mlops_assets_tests.helpers import default_spec, group_alive, start_process, stop_process, wait_for
 from mlops_assets_tests.test_alerting import SmtpServer, free_port
@@ -54,6 +59,7 @@ class Stack:
     serving_url: str
     metrics_url: str
     home: Path
+    settings: Settings  # the stack's code-location settings (Settings.from_env of its env)
     inbox: object
     dagster: object
     serving: object
@@ -107,14 +113,20 @@ def stack(tmp_path_factory, trip_data_dir):
         url = sa.make_url(pg_url)
         for name in ENV_VARS:
             mp.delenv(name, raising=False)
-        env = {
-            "MLOPS_HOME": str(home),
+        # The Dagster instance (dagster.yaml reads these): this process's and the stack's.
+        instance_env = {
             "DAGSTER_HOME": str(dagster_home),
             "DAGSTER_PG_USERNAME": url.username or "postgres",
             "DAGSTER_PG_PASSWORD": url.password or "",
             "DAGSTER_PG_HOST": url.host or "127.0.0.1",
             "DAGSTER_PG_PORT": str(url.port or 5432),
             "DAGSTER_PG_DB": url.database,
+        }
+        for key, value in instance_env.items():
+            mp.setenv(key, value)
+        # The code location's and the prediction service's configuration, for the processes.
+        env = {
+            "MLOPS_HOME": str(home),
             "METRICS_DATABASE_URL": pg_url,
             "TRIP_DATA_DIR": str(trip_data_dir),
             "SMTP_HOST": "127.0.0.1",
@@ -126,11 +138,13 @@ def stack(tmp_path_factory, trip_data_dir):
             "SERVING_WORKERS": "2",
             "DAGSTER_UI_URL": f"http://127.0.0.1:{dagster_port}",
         }
-        for key, value in env.items():
-            mp.setenv(key, value)
+        process_env = {**os.environ, **env}
+        settings = Settings.from_env(env)
+        # A secret the serving client reads through dg.EnvVar: this process needs it too.
+        mp.setenv("SERVING_RELOAD_TOKEN", env["SERVING_RELOAD_TOKEN"])
 
         # v1: trained on 2021-01 (in effect from 2021-02-01); a year later its drift is high.
-        defs = build_defs([SPEC])
+        defs = build_defs([SPEC], build_resources(settings))
         instance = dg.DagsterInstance.get()
         tags = {
             "dagster/asset_partition_range_start": "2021-01-01",
@@ -158,19 +172,20 @@ def stack(tmp_path_factory, trip_data_dir):
             [str(BIN / "gunicorn"), "-c", "serving/gunicorn.conf.py"],
             cwd=REPO,
             log_path=serving_log,
-            env=os.environ.copy(),
+            env=process_env,
         )
         dagster = start_process(
             [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(dagster_port)],
             cwd=REPO,
             log_path=dagster_log,
-            env=os.environ.copy(),
+            env=process_env,
         )
         the_stack = Stack(
             dagster_url=f"http://127.0.0.1:{dagster_port}",
             serving_url=f"http://127.0.0.1:{serving_port}",
             metrics_url=pg_url,
             home=home,
+            settings=settings,
             inbox=inbox,
             dagster=dagster,
             serving=serving,
@@ -273,7 +288,7 @@ def test_backfill_alert_retrain_promote_and_serve(stack):
     assert {"key": "dagster/partition", "value": breaches[-1]["timestamp"].strftime("%Y-%m-%d")} in run[
         "tags"
     ]
-    registry = ModelRegistry(tracking_uri=f"sqlite:///{stack.home / 'mlflow.db'}")
+    registry = R.model_registry(stack.settings)
     assert registry.champion(SPEC.name) == "2"
 
     # 4. The prediction service was told to reload: it now serves v2.

@@ -3,8 +3,11 @@
 Real TLC files, a real MLflow store, real SQLite and PostgreSQL metrics databases (a
 throwaway PostgreSQL database per test), Evidently for real. ``prediction_drift`` is checked
 against Evidently called directly in the test on frames built independently of the assets.
+The definitions get this test's ``Settings`` values (metrics DB URL, trip folder, drift
+threshold through the spec), never the environment.
 """
 
+import dataclasses
 import math
 from datetime import date
 
@@ -19,10 +22,19 @@ from evidently import DataDefinition, Dataset, Report
 from evidently.metrics import DatasetMissingValueCount, DriftedColumnsCount, ValueDrift
 
 from mlops_assets import constants as C
+from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
-from mlops_assets.monitoring.metrics_db import MetricsDB, dummy_metrics, ensure_schema
+from mlops_assets.metrics_db import MetricsDB, dummy_metrics, ensure_schema
+from mlops_assets.resources import build_resources
 from mlops_assets.training.model import ModelBundle
-from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message, load_trips, train_month
+from mlops_assets_tests.helpers import (
+    copy_timeline,
+    default_spec,
+    failure_message,
+    load_trips,
+    register_champion,
+    train_month,
+)
 
 SPEC = default_spec()
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
@@ -88,11 +100,13 @@ def independent_metrics(data_dir, bundle: ModelBundle, day: str) -> dict:
     }
 
 
-def test_prediction_drift_matches_evidently_called_directly(home, trip_data_dir, report_figure):
-    defs = build_defs([SPEC])
+def test_prediction_drift_matches_evidently_called_directly(
+    home, settings, resources, trip_data_dir, report_figure
+):
+    defs = build_defs([SPEC], resources)
     result = monitor(defs, "2022-02-01", "2022-02-07")
     assert result.success, failure_message(result)
-    table = rows(MetricsDB())
+    table = rows(R.metrics_db(settings))
     assert len(table) == 7
     bundle = ModelBundle.load(home / "models" / SPEC.name / "v1")
     for day in ("2022-02-01", "2022-02-03", "2022-02-05", "2022-02-06"):
@@ -123,13 +137,14 @@ def test_prediction_drift_matches_evidently_called_directly(home, trip_data_dir,
     assert (report.parent / "js").is_dir()
 
 
-def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, monkeypatch):
-    defs = build_defs([SPEC])
+def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, settings, resources):
+    defs = build_defs([SPEC], resources)
+    db = R.metrics_db(settings)
     instance = dg.DagsterInstance.ephemeral()
     result = monitor(defs, "2022-02-01", "2022-02-28", instance=instance)
     assert result.success, failure_message(result)
     assert len(instance.get_run_records()) == 1
-    first = rows(MetricsDB())
+    first = rows(db)
     assert list(first.index) == list(pd.date_range("2022-02-01", "2022-02-28"))
     assert first["model_version"].eq("1").all()
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
@@ -137,17 +152,16 @@ def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, monkeypat
 
     # Re-materializing a day gives the same values and still one row.
     assert monitor(defs, "2022-02-10").success
-    again = rows(MetricsDB())
+    again = rows(db)
     assert len(again) == 28
     cols = ["prediction_drift", "num_drifted_columns", "share_missing_values", "n_rows", "model_version"]
     pd.testing.assert_frame_equal(again[cols], first[cols])
     assert again.loc["2022-02-10", "computed_at"] > first.loc["2022-02-10", "computed_at"]
 
     # New values (another threshold) replace the old ones; still one row per day.
-    monkeypatch.setenv("DRIFT_THRESHOLD", "0.05")
-    result = monitor(defs, "2022-02-10", "2022-02-11")
+    result = monitor(build_defs([default_spec(0.05)], resources), "2022-02-10", "2022-02-11")
     assert result.success
-    latest = rows(MetricsDB())
+    latest = rows(db)
     assert len(latest) == 28
     assert latest.loc["2022-02-10", "drift_threshold"] == 0.05
     assert latest.loc["2022-02-12", "drift_threshold"] == 0.20
@@ -156,10 +170,11 @@ def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, monkeypat
 
 
 @pytest.mark.postgres
-def test_month_backfill_into_postgres(home, postgres_url, monkeypatch):
-    copy_timeline(SPEC.name, postgres_url)  # v1, in effect from 2022-02-01
-    monkeypatch.setenv("METRICS_DATABASE_URL", postgres_url)
-    defs = build_defs([SPEC])
+def test_month_backfill_into_postgres(home, settings, postgres_url):
+    copy_timeline(SPEC.name, settings.metrics_database_url, postgres_url)  # v1, in effect from 2022-02-01
+    defs = build_defs(
+        [SPEC], build_resources(dataclasses.replace(settings, metrics_database_url=postgres_url))
+    )
     assert monitor(defs, "2022-02-01", "2022-02-28").success
     assert monitor(defs, "2022-02-14", "2022-02-16").success  # overlapping re-run
     engine = sa.create_engine(postgres_url)
@@ -185,45 +200,44 @@ def test_month_backfill_into_postgres(home, postgres_url, monkeypatch):
     assert sqlite_free["timestamp"] == pd.Timestamp("2022-02-28")
 
 
-def test_model_in_effect_per_day_and_old_partitions_reproduce(home, trip_data_dir):
+def test_model_in_effect_per_day_and_old_partitions_reproduce(home, settings, resources, trip_data_dir):
     """v1 in effect until 2022-02-03, then v2: each day is scored by its own model, and
     re-running a v1 day after the promotion reproduces the v1 row."""
-    defs = build_defs([SPEC])
+    defs = build_defs([SPEC], resources)
+    db = R.metrics_db(settings)
     assert monitor(defs, "2022-02-01", "2022-02-03").success
-    before = rows(MetricsDB())
-    from mlops_assets.training.registry import ModelRegistry
-    from mlops_assets_tests.helpers import register_champion
+    before = rows(db)
 
-    v2 = register_champion(SPEC, train_month(SPEC, trip_data_dir, "2021-03"), ModelRegistry())
-    MetricsDB().record_in_effect(SPEC.name, v2.version, date(2022, 2, 4), reason="test promotion")
+    v2 = register_champion(SPEC, train_month(SPEC, trip_data_dir, "2021-03"), R.model_registry(settings))
+    db.record_in_effect(SPEC.name, v2.version, date(2022, 2, 4), reason="test promotion")
     assert monitor(defs, "2022-02-01", "2022-02-06").success
-    after = rows(MetricsDB())
+    after = rows(db)
     assert after["model_version"].tolist() == ["1", "1", "1", v2.version, v2.version, v2.version]
     cols = ["prediction_drift", "num_drifted_columns", "n_rows"]
     pd.testing.assert_frame_equal(after.loc[before.index, cols], before[cols])
     assert not math.isclose(after.iloc[3]["prediction_drift"], before.iloc[2]["prediction_drift"])
 
 
-def test_days_before_the_first_model_fail_clearly(home):
-    result = monitor(build_defs([SPEC]), "2022-01-30", "2022-02-01")
+def test_days_before_the_first_model_fail_clearly(home, settings, resources):
+    result = monitor(build_defs([SPEC], resources), "2022-01-30", "2022-02-01")
     assert not result.success
     assert (
         "green_taxi_duration: no model is in effect on 2022-01-30 .. 2022-01-31; "
         "the first model (v1) is in effect from 2022-02-01" in failure_message(result)
     )
-    assert MetricsDB().metrics(SPEC.name) == []
+    assert R.metrics_db(settings).metrics(SPEC.name) == []
 
 
-def test_a_day_without_trips_is_a_row_that_says_so(home, tmp_path, trip_data_dir, monkeypatch):
+def test_a_day_without_trips_is_a_row_that_says_so(home, settings, tmp_path, trip_data_dir):
     folder = tmp_path / "tlc"
     folder.mkdir()
     table = pq.read_table(trip_data_dir / "green_tripdata_2022-02.parquet")
     day = pc.strftime(table.column("lpep_pickup_datetime"), format="%Y-%m-%d")
     pq.write_table(table.filter(pc.not_equal(day, "2022-02-09")), folder / "green_tripdata_2022-02.parquet")
-    monkeypatch.setenv("TRIP_DATA_DIR", str(folder))
-    result = monitor(build_defs([SPEC]), "2022-02-08", "2022-02-10")
+    resources = build_resources(dataclasses.replace(settings, trip_data_dir=folder))
+    result = monitor(build_defs([SPEC], resources), "2022-02-08", "2022-02-10")
     assert result.success, failure_message(result)
-    table_rows = rows(MetricsDB())
+    table_rows = rows(R.metrics_db(settings))
     empty = table_rows.loc["2022-02-09"]
     assert empty["n_rows"] == 0 and empty["n_scored"] == 0
     for metric in ("prediction_drift", "num_drifted_columns", "share_missing_values", "report_path"):
@@ -238,18 +252,18 @@ def test_a_day_without_trips_is_a_row_that_says_so(home, tmp_path, trip_data_dir
     assert md["prediction_drift"].value == "no trips"
 
 
-def test_database_down_fails_clearly_retries_and_hides_the_password(home, monkeypatch):
+def test_database_down_fails_clearly_retries_and_hides_the_password(home, resources):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv(
-        "METRICS_DATABASE_URL", f"postgresql+psycopg2://postgres:s3cret@127.0.0.1:{port}/metrics"
+    down = MetricsDB(
+        url=f"postgresql+psycopg2://postgres:s3cret@127.0.0.1:{port}/metrics",
+        connect_attempts=2,
+        retry_backoff_seconds=0.05,
     )
-    defs = build_defs(
-        [SPEC], resources={"metrics_db": MetricsDB(connect_attempts=2, retry_backoff_seconds=0.05)}
-    )
+    defs = build_defs([SPEC], {**resources, C.METRICS_DB: down})
     result = monitor(defs, "2022-02-01")
     assert not result.success
     message = failure_message(result)
@@ -262,11 +276,12 @@ def test_database_down_fails_clearly_retries_and_hides_the_password(home, monkey
 
 
 @pytest.mark.postgres
-def test_a_failure_mid_transaction_leaves_no_partial_rows(home, postgres_url, monkeypatch):
-    copy_timeline(SPEC.name, postgres_url)  # v1, in effect from 2022-02-01
-    monkeypatch.setenv("METRICS_DATABASE_URL", postgres_url)
-    db = MetricsDB()
-    defs = build_defs([SPEC])
+def test_a_failure_mid_transaction_leaves_no_partial_rows(home, settings, postgres_url):
+    copy_timeline(SPEC.name, settings.metrics_database_url, postgres_url)  # v1, in effect from 2022-02-01
+    in_postgres = dataclasses.replace(settings, metrics_database_url=postgres_url)
+    resources = build_resources(in_postgres)
+    db = R.metrics_db(in_postgres)
+    defs = build_defs([SPEC], resources)
     assert monitor(defs, "2022-02-01", "2022-02-03").success
     original = rows(db)
     engine = sa.create_engine(postgres_url)
@@ -282,8 +297,7 @@ def test_a_failure_mid_transaction_leaves_no_partial_rows(home, postgres_url, mo
               for each row execute function refuse_feb_5();
         """)
         )
-    monkeypatch.setenv("DRIFT_THRESHOLD", "0.33")
-    result = monitor(defs, "2022-02-01", "2022-02-07")
+    result = monitor(build_defs([default_spec(0.33)], resources), "2022-02-01", "2022-02-07")
     assert not result.success
     assert "disk full (simulated)" in failure_message(result)
     after = rows(db)

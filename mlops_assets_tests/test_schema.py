@@ -1,6 +1,6 @@
 """Schema normalisation and cleaning (pure functions, small frames, exact expectations).
 
-Exercises ``mlops_assets.data.schema`` on both TLC type layouts: the 2021-2022 layout of
+Exercises ``mlops_core.schema`` on both TLC type layouts: the 2021-2022 layout of
 the real files and the later layout, built here by casting a real file's columns.
 Nothing is faked.
 """
@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from mlops_assets.data import schema
-from mlops_assets.specs import Bounds
+from mlops_core import schema
+from mlops_core.specs import Bounds
 
 LATER_LAYOUT = {
     "PULocationID": pa.int32(),

@@ -2,7 +2,9 @@
 
 The download path runs for real against an HTTP server on loopback that serves the real TLC
 files (``trip_data_dir``); the server can be told to fail, truncate or refuse, to exercise
-retries, atomic cache writes and the offline message. Nothing else is faked.
+retries, atomic cache writes and the offline message. Each ``TripSource`` is built with its
+values (kind, folder, cache); which source ``TRIP_SOURCE``/``TRIP_DATA_DIR`` select is resolved
+by ``Settings.from_env`` and ``resources.trip_source``. Nothing else is faked.
 """
 
 import hashlib
@@ -16,9 +18,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from mlops_assets.data import schema
+from mlops_assets import resources as R
 from mlops_assets.data.sources import TripDataError, TripSource, months_between
 from mlops_assets.data.synthetic import generate_month
+from mlops_assets.settings import Settings
+from mlops_core import schema
 
 SPEC_COLUMNS = ["PULocationID", "DOLocationID", "trip_distance"]
 
@@ -144,11 +148,13 @@ def test_offline_error_points_to_trip_data_dir(tmp_path):
     assert "set TRIP_DATA_DIR" in message
 
 
-def test_auto_uses_trip_data_dir_when_set(monkeypatch, trip_data_dir):
-    monkeypatch.setenv("TRIP_DATA_DIR", str(trip_data_dir))
-    assert TripSource().describe() == f"local folder {trip_data_dir.resolve()}"
-    monkeypatch.delenv("TRIP_DATA_DIR")
-    assert TripSource().describe().startswith("TLC download from https://d37ci6vzurychx.cloudfront.net")
+def test_auto_uses_trip_data_dir_when_set(isolated_env, trip_data_dir):
+    environ = {"MLOPS_HOME": str(isolated_env), "TRIP_SOURCE": "auto", "TRIP_DATA_DIR": str(trip_data_dir)}
+    local = R.trip_source(Settings.from_env(environ))
+    assert local.describe() == f"local folder {trip_data_dir.resolve()}"
+    del environ["TRIP_DATA_DIR"]
+    tlc = R.trip_source(Settings.from_env(environ))
+    assert tlc.describe().startswith("TLC download from https://d37ci6vzurychx.cloudfront.net")
 
 
 def test_local_folder_missing_month_lists_what_it_has(trip_data_dir):

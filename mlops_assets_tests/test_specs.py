@@ -1,9 +1,12 @@
 """Model specs: validation errors that name the file and field, and "a YAML file adds a model".
 
 Builds real ``Definitions`` from spec folders written by the test; the two-spec test
-materializes both specs' assets against real data. Nothing is faked.
+materializes both specs' assets against real data. The default drift threshold is a value:
+``DRIFT_THRESHOLD`` is parsed by ``Settings.from_env`` and handed to ``load_specs``. Nothing
+is faked.
 """
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -11,8 +14,9 @@ import dagster as dg
 import pytest
 
 from mlops_assets import constants as C
-from mlops_assets.definitions import build_defs
-from mlops_assets.specs import SpecError, load_spec, load_specs
+from mlops_assets.definitions import build_defs, defs_from_settings
+from mlops_assets.settings import Settings
+from mlops_core.specs import SpecError, load_spec, load_specs
 
 SECOND = """
 name: green_taxi_duration_small
@@ -46,14 +50,14 @@ def test_default_spec_reproduces_the_original_design():
     assert "fare_amount" not in spec.feature_columns  # it leaks the duration
 
 
-def test_threshold_comes_from_spec_then_env(monkeypatch, tmp_path):
+def test_threshold_comes_from_spec_then_env(tmp_path):
     (spec,) = load_specs()
     assert spec.drift_threshold() == 0.20
-    monkeypatch.setenv("DRIFT_THRESHOLD", "0.35")
+    settings = Settings.from_env({"MLOPS_HOME": str(tmp_path), "DRIFT_THRESHOLD": "0.35"})
+    (spec,) = load_specs(default_drift_threshold=settings.drift_threshold)
     assert spec.drift_threshold() == 0.35
-    monkeypatch.setenv("DRIFT_THRESHOLD", "high")
     with pytest.raises(ValueError, match="DRIFT_THRESHOLD must be a number, got 'high'"):
-        spec.drift_threshold()
+        Settings.from_env({"MLOPS_HOME": str(tmp_path), "DRIFT_THRESHOLD": "high"})
     own = load_spec(
         write(
             tmp_path,
@@ -61,7 +65,8 @@ def test_threshold_comes_from_spec_then_env(monkeypatch, tmp_path):
             SECOND.replace("owners", "monitoring: {drift_threshold: 0.5}\nowners").replace(
                 "green_taxi_duration_small", "own"
             ),
-        )
+        ),
+        default_drift_threshold=settings.drift_threshold,
     )
     assert own.drift_threshold() == 0.5
 
@@ -105,11 +110,11 @@ def test_name_must_match_file(tmp_path):
         load_spec(write(tmp_path, "other", SECOND))
 
 
-def test_unknown_feature_column_fails_when_reading(tmp_path, trip_data_dir):
+def test_unknown_feature_column_fails_when_reading(tmp_path, resources):
     spec = load_spec(
         write(tmp_path, "green_taxi_duration_small", SECOND.replace("[trip_distance]", "[trip_km]"))
     )
-    defs = build_defs([spec])
+    defs = build_defs([spec], resources)
     with pytest.raises(Exception, match=r"trip_km"):
         dg.materialize(
             list(defs.assets),
@@ -119,17 +124,17 @@ def test_unknown_feature_column_fails_when_reading(tmp_path, trip_data_dir):
         )
 
 
-def test_second_yaml_adds_an_independent_model(tmp_path, monkeypatch):
+def test_second_yaml_adds_an_independent_model(tmp_path, settings):
     folder = tmp_path / "specs"
     folder.mkdir()
     (folder / "green_taxi_duration.yaml").write_text(
         load_specs()[0].source_file and Path(load_specs()[0].source_file).read_text()
     )
     write(folder, "green_taxi_duration_small", SECOND)
-    monkeypatch.setenv("MODEL_SPECS_DIR", str(folder))
-    specs = load_specs()
+    settings = dataclasses.replace(settings, specs_dir=folder)  # what MODEL_SPECS_DIR sets
+    specs = load_specs(settings.specs_dir)
     assert [s.name for s in specs] == ["green_taxi_duration", "green_taxi_duration_small"]
-    defs = build_defs(specs)
+    defs = defs_from_settings(settings)
     keys = {a.key for a in defs.assets}
     for spec in specs:
         assert dg.AssetKey([spec.name, C.TRIPS]) in keys

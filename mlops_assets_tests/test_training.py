@@ -4,6 +4,7 @@ Real TLC files, a real MLflow store (SQLite, per-test MLOPS_HOME), real parquet 
 Bad inputs (corrupt file, missing column, empty days) are built from the real files.
 """
 
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -16,11 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlops_assets import constants as C
+from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
-from mlops_assets.specs import load_specs
+from mlops_assets.resources import build_resources
 from mlops_assets.training.model import ModelBundle
-from mlops_assets.training.registry import ModelRegistry
 from mlops_assets_tests.helpers import failure_message
+from mlops_core.specs import load_specs
 
 SPEC = load_specs()[0]
 TRIPS = dg.AssetKey([SPEC.name, C.TRIPS])
@@ -46,8 +48,8 @@ def train(defs, month="2022-01", last_day=31):
     return materialize(defs, MODEL, partition_key=f"{month}-01")
 
 
-def test_trips_month_is_one_run_with_per_day_metadata(isolated_env):
-    defs = build_defs([SPEC])
+def test_trips_month_is_one_run_with_per_day_metadata(isolated_env, resources):
+    defs = build_defs([SPEC], resources)
     result = materialize(defs, TRIPS, tags=month_range("2022-02", 28))
     assert result.success
     events = result.get_asset_materialization_events()
@@ -66,8 +68,10 @@ def test_trips_month_is_one_run_with_per_day_metadata(isolated_env):
     assert total == sum(rows.values())
 
 
-def test_duration_model_trains_registers_and_becomes_champion(isolated_env, report_figure, real_data):
-    defs = build_defs([SPEC])
+def test_duration_model_trains_registers_and_becomes_champion(
+    isolated_env, settings, resources, report_figure, real_data
+):
+    defs = build_defs([SPEC], resources)
     result = train(defs)
     assert result.success
     (event,) = result.get_asset_materialization_events()
@@ -91,7 +95,7 @@ def test_duration_model_trains_registers_and_becomes_champion(isolated_env, repo
     assert len(bundle.reference) == md["n_holdout"].value
     assert {"prediction", "duration", *SPEC.feature_columns} <= set(bundle.reference.columns)
 
-    registry = ModelRegistry()
+    registry = R.model_registry(settings)
     assert registry.champion(SPEC.name) == "1"
     client = mlflow.MlflowClient(registry.uri())
     run = client.get_run(md["mlflow_run_id"].value)
@@ -110,7 +114,7 @@ def test_duration_model_trains_registers_and_becomes_champion(isolated_env, repo
 
     # A bundle downloaded from MLflow (no local cache) predicts exactly like the cached one.
     shutil.rmtree(isolated_env / "models")
-    fresh = ModelRegistry().load(SPEC.name, "1")
+    fresh = R.model_registry(settings).load(SPEC.name, "1")
     assert (fresh.predict(bundle.reference) == bundle.predict(bundle.reference)).all()
 
 
@@ -122,28 +126,32 @@ def doctored_dir(tmp_path, trip_data_dir):
     return folder
 
 
-def test_corrupt_file_fails_with_its_name_and_writes_nothing(isolated_env, doctored_dir, monkeypatch):
+@pytest.fixture
+def doctored(settings, doctored_dir) -> dg.Definitions:
+    """The default spec's definitions reading trips from ``doctored_dir``."""
+    return build_defs([SPEC], build_resources(dataclasses.replace(settings, trip_data_dir=doctored_dir)))
+
+
+def test_corrupt_file_fails_with_its_name_and_writes_nothing(isolated_env, doctored_dir, doctored):
     (doctored_dir / "green_tripdata_2022-02.parquet").write_bytes(b"PAR1garbage")
-    monkeypatch.setenv("TRIP_DATA_DIR", str(doctored_dir))
-    result = materialize(build_defs([SPEC]), TRIPS, tags=month_range("2022-02", 28))
+    result = materialize(doctored, TRIPS, tags=month_range("2022-02", 28))
     assert not result.success
     message = failure_message(result)
     assert "green_tripdata_2022-02.parquet: not a readable parquet file" in message
     assert not (isolated_env / "assets").exists()
 
 
-def test_missing_column_fails_with_file_and_column(isolated_env, doctored_dir, monkeypatch):
+def test_missing_column_fails_with_file_and_column(isolated_env, doctored_dir, doctored):
     path = doctored_dir / "green_tripdata_2022-02.parquet"
     pq.write_table(pq.read_table(path).drop_columns(["DOLocationID"]), path)
-    monkeypatch.setenv("TRIP_DATA_DIR", str(doctored_dir))
-    result = materialize(build_defs([SPEC]), TRIPS, partition_key="2022-02-10")
+    result = materialize(doctored, TRIPS, partition_key="2022-02-10")
     assert not result.success
     message = failure_message(result)
     assert f"{path}: required column 'DOLocationID' is missing" in message
     assert not (isolated_env / "assets").exists()
 
 
-def test_empty_days_are_written_empty_and_flagged_on_weekdays(isolated_env, doctored_dir, monkeypatch):
+def test_empty_days_are_written_empty_and_flagged_on_weekdays(doctored_dir, doctored):
     path = doctored_dir / "green_tripdata_2022-02.parquet"
     table = pq.read_table(path)
     day = pc.strftime(table.column("lpep_pickup_datetime"), format="%Y-%m-%d")
@@ -151,9 +159,8 @@ def test_empty_days_are_written_empty_and_flagged_on_weekdays(isolated_env, doct
         pc.is_in(day, value_set=pa.array(["2022-02-09", "2022-02-12"]))
     )  # a Wednesday, a Saturday
     pq.write_table(table.filter(keep), path)
-    monkeypatch.setenv("TRIP_DATA_DIR", str(doctored_dir))
     result = materialize(
-        build_defs([SPEC]),
+        doctored,
         TRIPS,
         tags={
             "dagster/asset_partition_range_start": "2022-02-08",
@@ -172,13 +179,14 @@ def test_empty_days_are_written_empty_and_flagged_on_weekdays(isolated_env, doct
     assert weekday_check.metadata["empty_weekdays"].value == "2022-02-09"  # Saturday is fine
 
 
-def test_month_without_trips_refuses_to_train_and_registers_nothing(isolated_env, doctored_dir, monkeypatch):
+def test_month_without_trips_refuses_to_train_and_registers_nothing(
+    isolated_env, settings, doctored_dir, doctored
+):
     path = doctored_dir / "green_tripdata_2022-02.parquet"
     pq.write_table(pq.read_table(path).slice(0, 0), path)
-    monkeypatch.setenv("TRIP_DATA_DIR", str(doctored_dir))
-    result = train(build_defs([SPEC]), "2022-02", 28)
+    result = train(doctored, "2022-02", 28)
     assert not result.success
     message = failure_message(result)
     assert "green_taxi_duration: no trips in 2022-02" in message
-    assert ModelRegistry().champion(SPEC.name) is None
+    assert R.model_registry(settings).champion(SPEC.name) is None
     assert not (isolated_env / "models").exists()

@@ -19,10 +19,11 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, AuthorizationError
 from ninja.responses import Status
+from ninja.security import HttpBearer
 
-from mlops_assets.specs import SpecError, load_specs
-from mlops_assets.training.model import FeatureSettings
+from mlops_core.specs import SpecError, load_specs
 from serving import config, runtime
 from serving.inputs import BadInput, TripInputs, check_finite
 from serving.runtime import LoadedModel
@@ -129,6 +130,8 @@ class ServingAPI(NinjaAPI):
             "scheme": "bearer",
             "description": "the value of SERVING_RELOAD_TOKEN",
         }
+        operation = schema["paths"]["/reload"]["post"]
+        operation["security"] = [{"ReloadToken": []}]
         trip = {"$ref": "#/components/schemas/Trip"}
         body = {
             "oneOf": [
@@ -172,12 +175,12 @@ def _trip_schema(loaded: LoadedModel | None) -> dict:
     # No model yet: document the features of the spec the model will come from, if known.
     try:
         name = ModelSource.parse(config.model_uri()).name
-        spec = next((s for s in load_specs() if s.name == name), None)
+        spec = next((s for s in load_specs(config.specs_dir()) if s.name == name), None)
     except (ModelUnavailable, SpecError, OSError):
         spec = None
     if spec is None:
         return {"type": "object", "description": "the loaded model's feature fields"}
-    schema = TripInputs(FeatureSettings.of(spec), config.max_batch_rows()).trip_schema()
+    schema = TripInputs(spec.features, config.max_batch_rows()).trip_schema()
     schema["description"] += f" (from spec {spec.name}: no model is loaded yet)"
     return schema
 
@@ -289,12 +292,38 @@ def model(request: HttpRequest):
     }
 
 
-def _token_matches(request: HttpRequest, token: str) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+class ReloadToken(HttpBearer):
+    """``Authorization: Bearer <SERVING_RELOAD_TOKEN>``, compared in constant time. With no
+    token configured every call is refused (403), whatever it sends."""
+
+    def __call__(self, request: HttpRequest):
+        if config.reload_token() is None:
+            raise AuthorizationError(
+                403,
+                "reload is disabled: SERVING_RELOAD_TOKEN is not set on the service "
+                "(set it, or restart the service to load a new model)",
+            )
+        return super().__call__(request)
+
+    def authenticate(self, request: HttpRequest, token: str):
+        configured = config.reload_token()
+        if configured is None:
+            return None
+        given = token.strip().encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(given, configured.encode("utf-8", "surrogateescape")) or None
+
+
+@api.exception_handler(AuthorizationError)
+def _forbidden(request: HttpRequest, exc: AuthorizationError) -> HttpResponse:
+    return _json(exc.status_code, {"detail": exc.message})
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _json(
+        401,
+        {"detail": "reload needs the header 'Authorization: Bearer <SERVING_RELOAD_TOKEN>'"},
+        {"WWW-Authenticate": 'Bearer realm="reload"'},
     )
 
 
@@ -308,24 +337,9 @@ def _token_matches(request: HttpRequest, token: str) -> bool:
         "it in; requests in flight finish on the model they started with. If the new model "
         "cannot be loaded, the old one keeps serving and the answer is 503 with the reason."
     ),
-    openapi_extra={"security": [{"ReloadToken": []}]},
+    auth=ReloadToken(),
 )
 def reload(request: HttpRequest):
-    token = config.reload_token()
-    if token is None:
-        return _json(
-            403,
-            {
-                "detail": "reload is disabled: SERVING_RELOAD_TOKEN is not set on the service "
-                "(set it, or restart the service to load a new model)"
-            },
-        )
-    if not _token_matches(request, token):
-        return _json(
-            401,
-            {"detail": "reload needs the header 'Authorization: Bearer <SERVING_RELOAD_TOKEN>'"},
-            {"WWW-Authenticate": 'Bearer realm="reload"'},
-        )
     before = runtime.SERVICE.current
     try:
         result = runtime.SERVICE.reload()

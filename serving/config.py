@@ -1,8 +1,7 @@
-"""The prediction service's settings, read from the environment when they are needed.
+"""The prediction service's settings: the one module of the service that reads the environment.
 
-Like ``mlops_assets.settings``, nothing is read at import time, so a test (or an operator
-with a restarted worker) changes a variable and the next load sees it. Django's own
-settings (DEBUG, SECRET_KEY, ALLOWED_HOSTS, body size) live in ``serving/settings.py``.
+Nothing is read at import time: a reload sees a changed variable. Django's settings module
+(``serving/settings.py``) takes DEBUG, SECRET_KEY, ALLOWED_HOSTS and the body size from here.
 
 * ``MODEL_URI`` (``models:/green_taxi_duration@champion``): ``models:/<name>@<alias>``,
   ``models:/<name>/<version>``, or a path to a ``lin_reg.bin`` (or to its folder).
@@ -15,6 +14,8 @@ settings (DEBUG, SECRET_KEY, ALLOWED_HOSTS, body size) live in ``serving/setting
 * ``MODEL_POLL_SECONDS`` (unset): when set (>= 1), every worker re-resolves the alias that
   often and swaps in the model it points to when it moved.
 * ``SERVING_RELOAD_WAIT_SECONDS`` (10): how long ``/reload`` waits for the other workers.
+* ``MODEL_SPECS_DIR`` (the packaged specs): documents a model's request fields before one loads.
+* ``SERVING_DEBUG``, ``DJANGO_SECRET_KEY``, ``SERVING_ALLOWED_HOSTS``: Django (see settings.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlops_assets import settings as platform_settings
+from mlops_core import home as H
+from mlops_core.specs import PACKAGED_SPECS_DIR
+from mlops_core.text import parse_number
 
 DEFAULT_MODEL_URI = "models:/green_taxi_duration@champion"
 DEFAULT_MAX_BATCH_ROWS = 10_000
@@ -32,29 +35,51 @@ DEFAULT_RELOAD_WAIT_SECONDS = 10.0
 STATE_DIR_VARIABLE = "SERVING_STATE_DIR"
 
 
-class ConfigError(ValueError):
-    """A setting that cannot be used; the message names the variable."""
-
-
 def _number(name: str, default: float | None, *, minimum: float) -> float | None:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if not value >= minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
+    return parse_number(name, os.environ.get(name), default, minimum=minimum)
 
 
 def model_uri() -> str:
     return (os.environ.get("MODEL_URI") or "").strip() or DEFAULT_MODEL_URI
 
 
+def mlops_home() -> Path:
+    return H.resolve_home(os.environ.get("MLOPS_HOME"))
+
+
 def tracking_uri() -> str:
-    return platform_settings.mlflow_tracking_uri()
+    """``MLFLOW_TRACKING_URI`` (default: the SQLite store in ``MLOPS_HOME``)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or H.default_tracking_uri(mlops_home())
+
+
+def bundle_cache_dir() -> Path:
+    """Where registered models' bundles are cached (shared with the code location)."""
+    return H.models_cache(mlops_home())
+
+
+def specs_dir() -> Path:
+    return Path(os.environ.get("MODEL_SPECS_DIR") or PACKAGED_SPECS_DIR)
+
+
+def bound_mlflow_client_retries() -> None:
+    """The MLflow REST client retries for minutes by default; a ``/reload`` must finish well
+    within gunicorn's worker timeout (30 s): at most 2 tries of 5 s, unless set."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+# --- Django (read once, by serving/settings.py) -----------------------------------------------
+def debug() -> bool:
+    return os.environ.get("SERVING_DEBUG", "") == "1"
+
+
+def secret_key() -> str | None:
+    return os.environ.get("DJANGO_SECRET_KEY") or None
+
+
+def allowed_hosts() -> list[str]:
+    raw = os.environ.get("SERVING_ALLOWED_HOSTS") or "localhost,127.0.0.1"
+    return [h.strip() for h in raw.split(",") if h.strip()]
 
 
 def reload_token() -> str | None:

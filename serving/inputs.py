@@ -1,11 +1,11 @@
-"""The body of ``POST /predict``, derived from the loaded model's ``FeatureSettings``.
+"""The body of ``POST /predict``, derived from the loaded model's ``Features``.
 
 A body is one trip (a JSON object) or a batch (an array of objects, at most
 ``SERVING_MAX_BATCH_ROWS``). Each object carries the model's feature fields; other fields
 are ignored, so a client may send whole trip records.
 
 The JSON type of a feature is the type its column has in a cleaned trips frame
-(``mlops_assets.data.schema.PANDAS_DTYPES``): nullable ``Int64`` -> integer (location IDs),
+(``mlops_core.schema.PANDAS_DTYPES``): nullable ``Int64`` -> integer (location IDs),
 ``float64`` -> number, ``object`` -> string; a feature outside the canonical schema is an
 integer if categorical, a number if numerical. The request frame is built with those same
 dtypes, so ``ModelBundle.predict`` (the shared feature code) sees what it sees in training
@@ -31,8 +31,8 @@ import pydantic_core
 from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from mlops_assets.data.schema import PANDAS_DTYPES
-from mlops_assets.training.model import FeatureSettings
+from mlops_core.features import Features
+from mlops_core.schema import PANDAS_DTYPES
 
 INTEGER_MIN, INTEGER_MAX = 0, 2**63 - 1  # what a pandas Int64 column holds, IDs are >= 0
 NUMBER_MIN, NUMBER_MAX = 0.0, 1e9  # finite, non-negative, far from float overflow in a model
@@ -74,7 +74,7 @@ class FieldRule:
     nullable: bool
 
 
-def field_rules(features: FeatureSettings) -> tuple[FieldRule, ...]:
+def field_rules(features: Features) -> tuple[FieldRule, ...]:
     nullable = features.missing == "zero"
     rules = []
     for name in features.columns:
@@ -127,7 +127,7 @@ def _describe(value: Any) -> str:
 class TripInputs:
     """Validation and frame building for one model's features (built once per loaded model)."""
 
-    def __init__(self, features: FeatureSettings, max_rows: int):
+    def __init__(self, features: Features, max_rows: int):
         self.features = features
         self.max_rows = max_rows
         self.rules = field_rules(features)

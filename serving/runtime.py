@@ -29,8 +29,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from mlops_assets.training.model import ModelBundle
-from mlops_assets.training.registry import ModelRegistry
+from mlops_core.bundle import ModelBundle
+from mlops_core.registry import MlflowRegistry
+from mlops_core.text import redact_url
 from serving import config, source
 from serving.inputs import TripInputs
 from serving.source import ModelSource, ModelUnavailable, Pin
@@ -86,7 +87,7 @@ class ModelService:
         self._problem = "the model has not been loaded yet"
         self._lock = threading.RLock()
         self._applied_generation = 0  # of the shared pin this worker serves
-        self._registry: ModelRegistry | None = None
+        self._registry: MlflowRegistry | None = None
         self._started_pid: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,10 +104,10 @@ class ModelService:
         return "" if self._current is not None else self._problem
 
     # --- building a model ------------------------------------------------------------------
-    def registry(self) -> ModelRegistry:
-        uri = config.tracking_uri()
-        if self._registry is None or self._registry.uri() != uri:
-            self._registry = ModelRegistry(tracking_uri=uri)
+    def registry(self) -> MlflowRegistry:
+        uri, cache = config.tracking_uri(), str(config.bundle_cache_dir())
+        if self._registry is None or (self._registry.tracking_uri, self._registry.cache_dir) != (uri, cache):
+            self._registry = MlflowRegistry(tracking_uri=uri, cache_dir=cache)
         return self._registry
 
     def _source(self) -> ModelSource:
@@ -136,8 +137,8 @@ class ModelService:
             pin=pin,
             inputs=inputs,
             version=version,
-            source=source.redact(src.describe()),
-            registry=source.redact(registry.uri()) if pin.kind == "registry" else None,
+            source=redact_url(src.describe()),
+            registry=redact_url(registry.uri()) if pin.kind == "registry" else None,
             loaded_at=_now(),
             load_seconds=round(time.perf_counter() - started, 3),
         )
@@ -267,10 +268,7 @@ class ModelService:
             return
         self._started_pid = os.getpid()
         self._stop.clear()
-        # The MLflow REST client retries for minutes by default; a /reload must finish well
-        # within gunicorn's worker timeout (30 s): at most 2 tries of 5 s (unless set).
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        config.bound_mlflow_client_retries()
         self._ack(self._shared())
         if not background:
             self.load_initial()

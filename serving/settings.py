@@ -14,23 +14,18 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 
 from serving import config
 
-DEBUG = os.environ.get("SERVING_DEBUG", "") == "1"
+DEBUG = config.debug()
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or ""
+SECRET_KEY = config.secret_key() or ""
 SECRET_KEY_GENERATED = not SECRET_KEY
 if SECRET_KEY_GENERATED:
     SECRET_KEY = secrets.token_urlsafe(50)
 
-ALLOWED_HOSTS = [
-    h.strip()
-    for h in (os.environ.get("SERVING_ALLOWED_HOSTS") or "localhost,127.0.0.1").split(",")
-    if h.strip()
-]
+ALLOWED_HOSTS = config.allowed_hosts()
 
 INSTALLED_APPS = ["ninja"]  # ninja: the Swagger UI template and its bundled static files
 MIDDLEWARE = ["serving.middleware.HostAndHeadersMiddleware"]
@@ -79,6 +74,6 @@ LOGGING = {
         },
         # a bad Host header or a ../ path: one line, no stack trace
         "django.security": {"handlers": ["stderr_brief"], "level": "WARNING", "propagate": False},
-        "mlops_assets": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        "mlops_core": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
 }

@@ -4,7 +4,7 @@ Two kinds of source:
 
 * ``models:/<name>@<alias>`` (default ``models:/green_taxi_duration@champion``) or
   ``models:/<name>/<version>``: the MLflow registry at ``MLFLOW_TRACKING_URI`` (default the
-  SQLite store in ``MLOPS_HOME``), through ``ModelRegistry`` (its bundle cache included);
+  SQLite store in ``MLOPS_HOME``), through ``mlops_core.registry`` (its bundle cache included);
 * a path to a ``lin_reg.bin`` whose folder also holds ``model.json`` and
   ``reference.parquet`` (a saved ``ModelBundle``), or to such a folder.
 
@@ -20,12 +20,11 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from mlops_assets.training.model import INFO_FILE, REFERENCE_FILE, ModelBundle, ModelInfo
-from mlops_assets.training.registry import CHAMPION, ModelRegistry
+from mlops_core.bundle import DEFAULT_ARTIFACT, INFO_FILE, REFERENCE_FILE, ModelBundle, ModelInfo
+from mlops_core.registry import CHAMPION, RegistryOps
+from mlops_core.text import redact_url, scrub, url_password
 
-DEFAULT_ARTIFACT = "lin_reg.bin"
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)$")
 
@@ -34,28 +33,9 @@ class ModelUnavailable(RuntimeError):
     """No model can be loaded from the source; the message says why and what to do."""
 
 
-def redact(uri: str) -> str:
-    """``uri`` without a password (``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``)."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _scrub(text: str, uri: str) -> str:
     """An error message with the URI's password (if any) blanked out."""
-    try:
-        password = urlsplit(uri).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+    return scrub(text, url_password(uri))
 
 
 @dataclass(frozen=True)
@@ -116,7 +96,7 @@ class ModelSource:
         return self.uri if self.kind == "registry" else str(self.folder / self.artifact)
 
     # --- resolving: which concrete model does the source mean now? -------------------------
-    def resolve(self, registry: ModelRegistry) -> Pin:
+    def resolve(self, registry: RegistryOps) -> Pin:
         if self.kind == "path":
             return self._resolve_path()
         return self._resolve_registry(registry)
@@ -146,10 +126,10 @@ class ModelSource:
             fingerprint=info.fingerprint,
         )
 
-    def _resolve_registry(self, registry: ModelRegistry) -> Pin:
+    def _resolve_registry(self, registry: RegistryOps) -> Pin:
         assert self.name is not None
         uri = registry.uri()
-        where = f"the MLflow registry at {redact(uri)}"
+        where = f"the MLflow registry at {redact_url(uri)}"
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
             raise ModelUnavailable(
                 f"no model yet: {where} does not exist (train and register "
@@ -159,25 +139,18 @@ class ModelSource:
             return Pin("registry", self.name, self.version)
         alias = self.alias or CHAMPION
         try:
-            if alias == CHAMPION:
-                version = registry.champion(self.name)
-            else:
-                version = _version_by_alias(registry, self.name, alias)
+            version = registry.version_by_alias(self.name, alias)
+            # No version: one more call tells a missing registered model from a missing
+            # alias, so the message says which (and an unreachable registry is still caught).
+            exists = version is not None or registry.has_model(self.name)
         except Exception as exc:
             raise ModelUnavailable(f"cannot read {where}: {_scrub(str(exc), uri)}") from exc
+        if not exists:
+            raise ModelUnavailable(
+                f"no model yet: no registered model {self.name!r} in {where} "
+                "(train and register one, set its alias, then POST /reload)"
+            )
         if version is None:
-            # No champion: one more call tells a missing registered model from a missing
-            # alias, so the message says which (and an unreachable registry is still caught).
-            try:
-                registry.client().get_registered_model(self.name)
-            except Exception as exc:
-                text = str(exc)
-                if "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower():
-                    raise ModelUnavailable(
-                        f"no model yet: no registered model {self.name!r} in {where} "
-                        "(train and register one, set its alias, then POST /reload)"
-                    ) from exc
-                raise ModelUnavailable(f"cannot read {where}: {_scrub(text, uri)}") from exc
             raise ModelUnavailable(
                 f"no model yet: {self.name!r} has no {alias!r} alias in {where} "
                 "(register a model and set the alias, then POST /reload)"
@@ -185,17 +158,7 @@ class ModelSource:
         return Pin("registry", self.name, version, alias=alias)
 
 
-def _version_by_alias(registry: ModelRegistry, name: str, alias: str) -> str | None:
-    try:
-        return str(registry.client().get_model_version_by_alias(name, alias).version)
-    except Exception as exc:
-        text = str(exc)
-        if "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower():
-            return None
-        raise
-
-
-def load(pin: Pin, registry: ModelRegistry) -> ModelBundle:
+def load(pin: Pin, registry: RegistryOps) -> ModelBundle:
     """The bundle ``pin`` names (``ModelUnavailable`` with a clear message if it cannot load)."""
     try:
         if pin.kind == "registry":

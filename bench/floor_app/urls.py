@@ -8,7 +8,7 @@ import pandas as pd
 from django.http import HttpResponse
 from django.urls import path
 
-from mlops_assets.training.model import ModelBundle
+from mlops_core.bundle import ModelBundle
 
 BUNDLE = ModelBundle.load(Path(os.environ["FLOOR_MODEL_DIR"]))
 

@@ -1,11 +1,11 @@
-"""Sending alert emails: SMTP when ``SMTP_HOST`` is set, else an ``.eml`` file in the outbox.
+"""Sending alert emails: SMTP when a host is configured, else an ``.eml`` file in the outbox.
 
-SMTP settings come from the environment (``SMTP_HOST``, ``SMTP_PORT``, ``SMTP_USER``,
-``SMTP_PASSWORD``, ``SMTP_STARTTLS``; sender ``ALERT_EMAIL_FROM``, recipients
-``ALERT_EMAIL_TO``, comma-separated). The password is wired as ``dg.EnvVar`` (the UI shows
-the variable's name, never its value) and is scrubbed from every error message.
-Without ``SMTP_HOST`` the email is written atomically to ``MLOPS_HOME/outbox`` and logged,
-so the demo runs offline.
+The code location wires the fields from ``SMTP_HOST``, ``SMTP_PORT``, ``SMTP_USER``,
+``SMTP_STARTTLS``, ``ALERT_EMAIL_FROM`` and ``ALERT_EMAIL_TO`` (comma-separated), and the
+password as ``dg.EnvVar("SMTP_PASSWORD")`` (the UI shows the variable's name, never its
+value); the password is scrubbed from every error message. Without a host the email is
+written atomically to ``outbox_dir`` (``MLOPS_HOME/outbox``) and logged, so the demo runs
+offline. The links an alert carries (Dagster UI, Grafana) are the mailer's too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlops_assets import settings
+from mlops_core.text import scrub
 
 log = logging.getLogger(__name__)
 
@@ -34,61 +34,54 @@ class MailError(RuntimeError):
     """An email could not be sent (the message never contains the SMTP password)."""
 
 
-def _env_bool(value: str | None) -> bool | None:
-    if value is None or value.strip() == "":
-        return None
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
 class Mailer(dg.ConfigurableResource):
-    """Alert email transport. Unset fields fall back to the environment at send time."""
+    """Alert email transport: SMTP at ``smtp_host``, or ``.eml`` files in ``outbox_dir``."""
 
+    outbox_dir: str
     smtp_host: str | None = None
-    smtp_port: int | None = None
+    smtp_port: int | None = None  # default 587 with STARTTLS, else 25
     smtp_user: str | None = None
     smtp_password: str | None = None
-    smtp_starttls: bool | None = None
+    smtp_starttls: bool = False
     sender: str | None = None
-    recipients: str | None = None
+    recipients: str | None = None  # comma-separated
     timeout_seconds: float = 10.0
-    outbox_dir: str | None = None
+    dagster_ui_url: str = "http://localhost:3000"
+    grafana_url: str | None = None
 
     # --- settings -------------------------------------------------------------------------
     def host(self) -> str | None:
-        return self.smtp_host or os.environ.get("SMTP_HOST") or None
+        return self.smtp_host or None
 
     def port(self) -> int:
-        if self.smtp_port:
-            return self.smtp_port
-        raw = os.environ.get("SMTP_PORT")
-        if raw:
-            try:
-                return int(raw)
-            except ValueError:
-                raise MailError(f"SMTP_PORT must be a port number, got {raw!r}") from None
-        return 587 if self.starttls() else 25
+        return self.smtp_port or (587 if self.starttls() else 25)
 
     def starttls(self) -> bool:
-        if self.smtp_starttls is not None:
-            return self.smtp_starttls
-        env = _env_bool(os.environ.get("SMTP_STARTTLS"))
-        return bool(env) if env is not None else False
+        return self.smtp_starttls
 
     def user(self) -> str | None:
-        return self.smtp_user or os.environ.get("SMTP_USER") or None
+        return self.smtp_user or None
 
     def _password(self) -> str | None:
-        return self.smtp_password or os.environ.get("SMTP_PASSWORD") or None
+        return self.smtp_password or None
 
     def from_address(self) -> str:
-        return self.sender or os.environ.get("ALERT_EMAIL_FROM") or self.user() or DEFAULT_SENDER
+        return self.sender or self.user() or DEFAULT_SENDER
 
     def to_addresses(self) -> list[str]:
-        raw = self.recipients or os.environ.get("ALERT_EMAIL_TO") or ""
-        return [a.strip() for a in raw.split(",") if a.strip()]
+        return [a.strip() for a in (self.recipients or "").split(",") if a.strip()]
 
     def outbox(self) -> Path:
-        return Path(self.outbox_dir) if self.outbox_dir else settings.mlops_home() / "outbox"
+        return Path(self.outbox_dir)
+
+    def links(self, model_name: str) -> dict[str, str]:
+        """Where an alert's reader looks next: the drift partitions in Dagster, Grafana."""
+        out = {
+            "Dagster": f"{self.dagster_ui_url.rstrip('/')}/assets/{model_name}/drift_metrics?view=partitions"
+        }
+        if self.grafana_url:
+            out["Grafana"] = self.grafana_url
+        return out
 
     def describe(self) -> str:
         host = self.host()
@@ -99,8 +92,7 @@ class Mailer(dg.ConfigurableResource):
         return f"smtp://{user}{host}:{self.port()}{tls}"
 
     def scrub(self, text: str) -> str:
-        password = self._password()
-        return text.replace(password, "***") if password else text
+        return scrub(text, self._password())
 
     # --- sending --------------------------------------------------------------------------
     def compose(self, subject: str, body: str) -> EmailMessage:
@@ -155,9 +147,3 @@ class Mailer(dg.ConfigurableResource):
         os.replace(tmp, path)
         log.info("alert written to %s (no SMTP_HOST configured)", path)
         return path
-
-
-def mailer_from_env() -> Mailer:
-    """The mailer as the code location wires it: the password as ``dg.EnvVar`` when set."""
-    password = dg.EnvVar("SMTP_PASSWORD") if os.environ.get("SMTP_PASSWORD") else None
-    return Mailer(smtp_password=password)

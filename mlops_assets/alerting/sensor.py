@@ -4,9 +4,10 @@ Each evaluation (the daemon runs it every 30 s):
 
 1. reads the spec's ``dummy_metrics`` rows computed since its cursor (with a small overlap,
    so a transaction that committed late is not missed);
-2. compares ``prediction_drift`` with the threshold (the spec's, else ``DRIFT_THRESHOLD``,
-   default 0.20) and records each breach in ``drift_alerts`` once: (model, day) is unique, so
-   ticks, daemon restarts and re-materializations never alert a day twice;
+2. compares ``prediction_drift`` with the spec's threshold (its own, else ``DRIFT_THRESHOLD``,
+   default 0.20, given to the spec when it was loaded) and records each breach in
+   ``drift_alerts`` once: (model, day) is unique, so ticks, daemon restarts and
+   re-materializations never alert a day twice;
 3. emails every pending alert of the model in one message (the original design's line
    format); a failed send (SMTP down, auth refused) stays pending, is logged on the tick
    and retried on the next one, and does not stop the evaluation;
@@ -16,16 +17,16 @@ Each evaluation (the daemon runs it every 30 s):
 """
 
 import json
-import os
 from datetime import datetime, timedelta
 
 import dagster as dg
 
 from mlops_assets.alerting import alerts
 from mlops_assets.alerting.mailer import Mailer, MailError
-from mlops_assets.alerting.retrain import RETRAIN_TAG, retrained_key
-from mlops_assets.monitoring.metrics_db import MetricsDB
-from mlops_assets.specs import ModelSpec
+from mlops_assets.keys import retrained_key
+from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.training.retrain import RETRAIN_TAG
+from mlops_core.specs import ModelSpec
 
 CURSOR_OVERLAP = timedelta(minutes=2)
 IN_FLIGHT = [
@@ -38,14 +39,6 @@ IN_FLIGHT = [
 
 def sensor_name(spec: ModelSpec) -> str:
     return f"drift_alert_sensor__{spec.name}"
-
-
-def links(spec: ModelSpec) -> dict[str, str]:
-    dagster = os.environ.get("DAGSTER_UI_URL", "http://localhost:3000").rstrip("/")
-    out = {"Dagster": f"{dagster}/assets/{spec.name}/drift_metrics?view=partitions"}
-    if os.environ.get("GRAFANA_URL"):
-        out["Grafana"] = os.environ["GRAFANA_URL"]
-    return out
 
 
 def read_cursor(raw: str | None) -> datetime | None:
@@ -88,7 +81,7 @@ def evaluate(
         try:
             msg = mailer.compose(
                 alerts.subject(spec.name, pending, threshold),
-                alerts.body(spec.name, pending, threshold, links(spec)),
+                alerts.body(spec.name, pending, threshold, mailer.links(spec.name)),
             )
             where = mailer.send(msg)
         except MailError as exc:

@@ -6,14 +6,11 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
-from mlops_assets.data import schema
 from mlops_assets.data.sources import TripSource
+from mlops_assets.keys import trips_key
 from mlops_assets.partitions import daily_partitions
-from mlops_assets.specs import ModelSpec
-
-
-def trips_key(spec: ModelSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, C.TRIPS])
+from mlops_core import schema
+from mlops_core.specs import ModelSpec
 
 
 def split_by_day(df: pd.DataFrame, keys: list[str]) -> dict[str, pd.DataFrame]:
@@ -113,10 +110,7 @@ def build_trips_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         # (no return annotation: Dagster would read MaterializeResult as "no value to store")
         window = context.partition_time_window
         start, end = window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
-        required = {*spec.feature_columns, *(c for c in spec.filters if c != schema.DURATION)}
-        frame, stats, files = trip_source.load_trips(
-            taxi_type=spec.taxi_type, start=start, end=end, required=required, filters=spec.filters
-        )
+        frame, stats, files = trip_source.trips_for(spec, start, end)
         by_day = split_by_day(frame, list(context.partition_keys))
         for key_, day in by_day.items():
             context.add_asset_metadata(

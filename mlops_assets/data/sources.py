@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import dagster as dg
 import pandas as pd
@@ -30,9 +30,9 @@ import pyarrow.parquet as pq
 import requests
 from pydantic import PrivateAttr
 
-from mlops_assets import settings
-from mlops_assets.data import schema
 from mlops_assets.data.synthetic import generate_month
+from mlops_core import schema
+from mlops_core.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +172,15 @@ def months_between(start: datetime, end: datetime) -> list[str]:
 class TripSource(dg.ConfigurableResource):
     """Cleaned trips for a period, from the TLC, a local folder, or the synthetic generator.
 
-    ``kind`` (default: ``TRIP_SOURCE`` from the environment, else ``auto``): ``auto`` reads
-    ``data_dir`` (or ``TRIP_DATA_DIR``) when set and downloads from the TLC otherwise.
-    Downloads are cached under ``cache_dir`` (default ``MLOPS_HOME/cache/tlc``).
+    ``kind``: ``local`` reads ``data_dir`` (TRIP_DATA_DIR), ``tlc`` downloads into
+    ``cache_dir``, ``synthetic`` generates; ``auto`` is ``local`` when ``data_dir`` is set,
+    else ``tlc``.
     """
 
-    kind: str | None = None  # auto | tlc | local | synthetic
+    kind: Literal["auto", "tlc", "local", "synthetic"] = "auto"
     data_dir: str | None = None
     base_url: str = TLC_BASE_URL
-    cache_dir: str | None = None
+    cache_dir: str | None = None  # needed by kind tlc
     timeout_seconds: float = 60.0
     retries: int = 3
     backoff_seconds: float = 1.0
@@ -190,10 +190,7 @@ class TripSource(dg.ConfigurableResource):
     _months: dict = PrivateAttr(default_factory=dict)
 
     def files(self) -> MonthlyFiles:
-        data_dir = self.data_dir or (str(settings.trip_data_dir()) if settings.trip_data_dir() else None)
-        kind = self.kind or os.environ.get("TRIP_SOURCE") or "auto"
-        if kind not in ("auto", "tlc", "local", "synthetic"):
-            raise TripDataError(f"TRIP_SOURCE must be auto, tlc, local or synthetic; got {kind!r}")
+        data_dir, kind = self.data_dir, self.kind
         if kind == "auto":
             kind = "local" if data_dir else "tlc"
         if kind == "local":
@@ -205,8 +202,11 @@ class TripSource(dg.ConfigurableResource):
             return LocalFolder(directory)
         if kind == "synthetic":
             return Synthetic(self.synthetic_seed, self.synthetic_trips_per_day)
-        cache = Path(self.cache_dir) if self.cache_dir else settings.mlops_home() / "cache" / "tlc"
-        return TlcDownload(self.base_url, cache, self.timeout_seconds, self.retries, self.backoff_seconds)
+        if not self.cache_dir:
+            raise TripDataError("trip source 'tlc' needs cache_dir (MLOPS_HOME/cache/tlc)")
+        return TlcDownload(
+            self.base_url, Path(self.cache_dir), self.timeout_seconds, self.retries, self.backoff_seconds
+        )
 
     def describe(self) -> str:
         files = self.files()
@@ -245,3 +245,13 @@ class TripSource(dg.ConfigurableResource):
             stats = stats.add(month_stats)
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return frame, stats, origins
+
+    def trips_for(
+        self, spec: ModelSpec, start: datetime, end: datetime
+    ) -> tuple[pd.DataFrame, schema.CleanStats, list[str]]:
+        """``load_trips`` with a spec's taxi type, filters and required columns (its features
+        and filtered columns)."""
+        required = {*spec.feature_columns, *(c for c in spec.filters if c != schema.DURATION)}
+        return self.load_trips(
+            taxi_type=spec.taxi_type, start=start, end=end, required=required, filters=spec.filters
+        )

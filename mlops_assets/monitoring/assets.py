@@ -6,6 +6,9 @@ effect on *d* according to the model timeline in the metrics DB (the first model
 month after its training month, later ones from their promotion), and it is recorded in
 every row and in each partition's metadata, so re-running an old partition after a later
 promotion reproduces the old row.
+
+Each asset's decorator is in its own ``build_*`` function; what it computes per day (a
+scored frame, a metrics row, its metadata, the check) is in the named functions above them.
 """
 
 from datetime import date
@@ -14,38 +17,21 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
-from mlops_assets import settings
-from mlops_assets.data.assets import trips_key
-from mlops_assets.data.schema import DURATION, PICKUP
+from mlops_assets.keys import drift_key, dummy_metrics_key, model_key, predictions_key, trips_key
+from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
 from mlops_assets.monitoring import drift
-from mlops_assets.monitoring.metrics_db import MetricsDB, day_timestamp, utcnow
+from mlops_assets.monitoring.reports import ReportStore
 from mlops_assets.partitions import daily_partitions
-from mlops_assets.specs import ModelSpec
-from mlops_assets.training.assets import model_key
-from mlops_assets.training.model import PREDICTION, ModelBundle
 from mlops_assets.training.registry import ModelRegistry
+from mlops_core.bundle import PREDICTION, ModelBundle
+from mlops_core.schema import DURATION, PICKUP
+from mlops_core.specs import ModelSpec
 
 MODEL_VERSION = "model_version"
 
 
 class NoModelInEffect(RuntimeError):
     pass
-
-
-def predictions_key(spec: ModelSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, C.PREDICTIONS])
-
-
-def drift_key(spec: ModelSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, C.DRIFT_METRICS])
-
-
-def dummy_metrics_key(spec: ModelSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, C.DUMMY_METRICS])
-
-
-def report_path(spec: ModelSpec, day: str):
-    return settings.mlops_home() / "reports" / spec.name / f"{day}.html"
 
 
 class BundleCache:
@@ -92,21 +78,35 @@ def versions_in_effect(spec: ModelSpec, db: MetricsDB, days: list[str]) -> dict[
     return out
 
 
-def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
-    pred_key, drift_metrics_key, table_key = (
-        predictions_key(spec),
-        drift_key(spec),
-        dummy_metrics_key(spec),
-    )
-    common = {
+def common_args(spec: ModelSpec) -> dict:
+    return {
         "group_name": spec.name,
         "partitions_def": daily_partitions,
         "backfill_policy": dg.BackfillPolicy.single_run(),
         "owners": list(spec.owners),
     }
 
+
+# --- predictions ------------------------------------------------------------------------------
+def score_day(spec: ModelSpec, trips: pd.DataFrame, bundle: ModelBundle, version: str) -> pd.DataFrame:
+    """The day's trips with the model's ``prediction`` (NaN where not scorable) and version."""
+    frame = trips[[PICKUP, *spec.feature_columns, DURATION]].copy()
+    frame[PREDICTION] = bundle.predict(frame)
+    frame[MODEL_VERSION] = version
+    return frame
+
+
+def predictions_metadata(frame: pd.DataFrame, version: str) -> dict:
+    return {
+        "rows": dg.MetadataValue.int(len(frame)),
+        "scored": dg.MetadataValue.int(int(frame[PREDICTION].notna().sum())),
+        "model_version": dg.MetadataValue.text(version),
+    }
+
+
+def build_predictions_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        key=pred_key,
+        key=predictions_key(spec),
         ins={"trips": dg.AssetIn(key=trips_key(spec))},
         deps=[model_key(spec)],
         io_manager_key=C.PARQUET_IO,
@@ -117,7 +117,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             "timeline): features, actual duration, `prediction` (NaN for rows the model cannot "
             "score) and `model_version`."
         ),
-        **common,
+        **common_args(spec),
     )
     def predictions(
         context: dg.AssetExecutionContext,
@@ -130,19 +130,8 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         bundles = BundleCache(model_registry, spec)
         out = {}
         for i, day in enumerate(days, 1):
-            bundle = bundles.get(versions[day])
-            frame = trips[day][[PICKUP, *spec.feature_columns, DURATION]].copy()
-            frame[PREDICTION] = bundle.predict(frame)
-            frame[MODEL_VERSION] = versions[day]
-            out[day] = frame
-            context.add_asset_metadata(
-                {
-                    "rows": dg.MetadataValue.int(len(frame)),
-                    "scored": dg.MetadataValue.int(int(frame[PREDICTION].notna().sum())),
-                    "model_version": dg.MetadataValue.text(versions[day]),
-                },
-                partition_key=day,
-            )
+            out[day] = score_day(spec, trips[day], bundles.get(versions[day]), versions[day])
+            context.add_asset_metadata(predictions_metadata(out[day], versions[day]), partition_key=day)
             if i % 7 == 0 or i == len(days):
                 context.log.info("predictions: %d/%d days scored", i, len(days))
         return dg.MaterializeResult(
@@ -150,9 +139,76 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             metadata={"model_versions": ", ".join(sorted(set(versions.values()), key=int))},
         )
 
+    return predictions
+
+
+# --- drift_metrics ----------------------------------------------------------------------------
+def drift_row(
+    spec: ModelSpec, day: str, version: str, metrics: drift.DayMetrics, report, threshold: float, run_id: str
+) -> dict:
+    """The day's ``dummy_metrics`` row (without ``computed_at``, set when it is written)."""
+    return {
+        "model_name": spec.name,
+        "timestamp": day_timestamp(day),
+        MODEL_VERSION: version,
+        "prediction_drift": metrics.prediction_drift,
+        "num_drifted_columns": metrics.num_drifted_columns,
+        "share_missing_values": metrics.share_missing_values,
+        "n_rows": metrics.n_rows,
+        "n_scored": metrics.n_scored,
+        "drift_threshold": threshold,
+        "report_path": str(report) if report else None,
+        "dagster_run_id": run_id,
+    }
+
+
+def drift_metadata(metrics: drift.DayMetrics, version: str, threshold: float, report) -> dict:
+    """Per-partition metadata: numbers as numbers, so the asset page plots them over days."""
+    md = {
+        "rows": dg.MetadataValue.int(metrics.n_rows),
+        "model_version": dg.MetadataValue.text(version),
+        "drift_threshold": dg.MetadataValue.float(threshold),
+    }
+    if metrics.prediction_drift is not None:
+        md["prediction_drift"] = dg.MetadataValue.float(metrics.prediction_drift)
+    else:
+        md["prediction_drift"] = dg.MetadataValue.text(
+            "no trips" if metrics.n_rows == 0 else "no scored rows"
+        )
+    if metrics.num_drifted_columns is not None:
+        md["num_drifted_columns"] = dg.MetadataValue.int(metrics.num_drifted_columns)
+        md["share_missing_values"] = dg.MetadataValue.float(metrics.share_missing_values)
+    if report:
+        md["report"] = dg.MetadataValue.path(str(report))
+    return md
+
+
+def drift_check(key: dg.AssetKey, threshold: float, breaches: list[tuple[str, float]]) -> dg.AssetCheckResult:
+    """Warns with the breach days and the worst value when any day is above the threshold."""
+    worst = max(breaches, key=lambda b: b[1]) if breaches else None
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=C.CHECK_DRIFT_THRESHOLD,
+        passed=not breaches,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "threshold": threshold,
+            "days_above_threshold": len(breaches),
+            "breach_days": ", ".join(d for d, _ in breaches) or "none",
+            "worst": f"{worst[0]}: {worst[1]:.4f}" if worst else "none",
+        },
+        description=(
+            f"prediction drift above {threshold:.2f} on {len(breaches)} day(s)" if breaches else None
+        ),
+    )
+
+
+def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
+    key = drift_key(spec)
+
     @dg.asset(
-        key=drift_metrics_key,
-        ins={"predictions": dg.AssetIn(key=pred_key)},
+        key=key,
+        ins={"predictions": dg.AssetIn(key=predictions_key(spec))},
         io_manager_key=C.PARQUET_IO,
         kinds={C.KIND_PANDAS, "evidently"},
         tags={"stage": "monitoring"},
@@ -166,17 +222,18 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         check_specs=[
             dg.AssetCheckSpec(
                 C.CHECK_DRIFT_THRESHOLD,
-                asset=drift_metrics_key,
+                asset=key,
                 description="Warns when a day's prediction drift exceeds the threshold",
             )
         ],
-        **common,
+        **common_args(spec),
     )
     def drift_metrics(
         context: dg.AssetExecutionContext,
         predictions: dict[str, pd.DataFrame],
         model_registry: ModelRegistry,
         metrics_db: MetricsDB,
+        reports: ReportStore,
     ):
         threshold = spec.drift_threshold()
         bundles = BundleCache(model_registry, spec)
@@ -187,44 +244,16 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             version = str(frame[MODEL_VERSION].iloc[0]) if len(frame) else None
             if version is None:  # no trips that day: the version in effect is still recorded
                 version = versions_in_effect(spec, metrics_db, [day])[day]
-            bundle = bundles.get(version)
-            metrics, snapshot = drift.compute(frame, bundles.reference(version), bundle.features)
-            path = None
-            if snapshot is not None:
-                path = drift.save_html(snapshot, report_path(spec, day))
-            row = {
-                "model_name": spec.name,
-                "timestamp": day_timestamp(day),
-                MODEL_VERSION: version,
-                "prediction_drift": metrics.prediction_drift,
-                "num_drifted_columns": metrics.num_drifted_columns,
-                "share_missing_values": metrics.share_missing_values,
-                "n_rows": metrics.n_rows,
-                "n_scored": metrics.n_scored,
-                "drift_threshold": threshold,
-                "report_path": str(path) if path else None,
-                "dagster_run_id": context.run.run_id,
-            }
-            out[day] = pd.DataFrame([row])
-            md = {
-                "rows": dg.MetadataValue.int(metrics.n_rows),
-                "model_version": dg.MetadataValue.text(version),
-                "drift_threshold": dg.MetadataValue.float(threshold),
-            }
-            if metrics.prediction_drift is not None:
-                md["prediction_drift"] = dg.MetadataValue.float(metrics.prediction_drift)
-                if metrics.prediction_drift > threshold:
-                    breaches.append((day, metrics.prediction_drift))
-            else:
-                md["prediction_drift"] = dg.MetadataValue.text(
-                    "no trips" if metrics.n_rows == 0 else "no scored rows"
-                )
-            if metrics.num_drifted_columns is not None:
-                md["num_drifted_columns"] = dg.MetadataValue.int(metrics.num_drifted_columns)
-                md["share_missing_values"] = dg.MetadataValue.float(metrics.share_missing_values)
-            if path:
-                md["report"] = dg.MetadataValue.path(str(path))
-            context.add_asset_metadata(md, partition_key=day)
+            metrics, snapshot = drift.compute(
+                frame, bundles.reference(version), bundles.get(version).features
+            )
+            report = reports.save(snapshot, spec.name, day) if snapshot is not None else None
+            out[day] = pd.DataFrame(
+                [drift_row(spec, day, version, metrics, report, threshold, context.run.run_id)]
+            )
+            context.add_asset_metadata(drift_metadata(metrics, version, threshold, report), partition_key=day)
+            if metrics.prediction_drift is not None and metrics.prediction_drift > threshold:
+                breaches.append((day, metrics.prediction_drift))
             context.log.info(
                 "drift %s (%d/%d): %s on %d rows, model v%s",
                 day,
@@ -234,27 +263,36 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 metrics.n_rows,
                 version,
             )
-        worst = max(breaches, key=lambda b: b[1]) if breaches else None
-        check = dg.AssetCheckResult(
-            asset_key=drift_metrics_key,
-            check_name=C.CHECK_DRIFT_THRESHOLD,
-            passed=not breaches,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "threshold": threshold,
-                "days_above_threshold": len(breaches),
-                "breach_days": ", ".join(d for d, _ in breaches) or "none",
-                "worst": f"{worst[0]}: {worst[1]:.4f}" if worst else "none",
-            },
-            description=(
-                f"prediction drift above {threshold:.2f} on {len(breaches)} day(s)" if breaches else None
-            ),
-        )
-        return dg.MaterializeResult(value=out, check_results=[check])
+        return dg.MaterializeResult(value=out, check_results=[drift_check(key, threshold, breaches)])
 
+    return drift_metrics
+
+
+# --- dummy_metrics ----------------------------------------------------------------------------
+def table_row(frame: pd.DataFrame, computed_at, run_id: str) -> dict:
+    """A stored drift row as the table takes it: None for missing, ints as ints."""
+    row = frame.iloc[0].to_dict()
+    row = {k: (None if pd.isna(v) else v) for k, v in row.items()}
+    for key in ("n_rows", "n_scored", "num_drifted_columns"):
+        if row.get(key) is not None:
+            row[key] = int(row[key])
+    row["timestamp"] = pd.Timestamp(row["timestamp"]).to_pydatetime()
+    row["computed_at"] = computed_at
+    row["dagster_run_id"] = run_id
+    return row
+
+
+def table_row_metadata(row: dict) -> dict:
+    md = {"model_version": dg.MetadataValue.text(str(row[MODEL_VERSION])), "rows": row["n_rows"]}
+    if row["prediction_drift"] is not None:
+        md["prediction_drift"] = dg.MetadataValue.float(row["prediction_drift"])
+    return md
+
+
+def build_dummy_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        key=table_key,
-        ins={"drift_metrics": dg.AssetIn(key=drift_metrics_key)},
+        key=dummy_metrics_key(spec),
+        ins={"drift_metrics": dg.AssetIn(key=drift_key(spec))},
         kinds={"postgres", "sqlite"},
         tags={"stage": "monitoring"},
         retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL),
@@ -264,7 +302,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             "whole run: re-materializing leaves exactly one row per model and day. Grafana and "
             "the drift alert sensor read it."
         ),
-        **common,
+        **common_args(spec),
     )
     def dummy_metrics(
         context: dg.AssetExecutionContext,
@@ -272,28 +310,19 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         metrics_db: MetricsDB,
     ) -> dg.MaterializeResult:
         computed_at = utcnow()
-        rows = []
-        for day in context.partition_keys:
-            row = drift_metrics[day].iloc[0].to_dict()
-            row = {k: (None if pd.isna(v) else v) for k, v in row.items()}
-            for key in ("n_rows", "n_scored", "num_drifted_columns"):
-                if row.get(key) is not None:
-                    row[key] = int(row[key])
-            row["timestamp"] = pd.Timestamp(row["timestamp"]).to_pydatetime()
-            row["computed_at"] = computed_at
-            row["dagster_run_id"] = context.run.run_id
-            rows.append(row)
+        rows = [
+            table_row(drift_metrics[day], computed_at, context.run.run_id) for day in context.partition_keys
+        ]
         written = metrics_db.upsert_metrics(rows)
         for row in rows:
-            day = row["timestamp"].date().isoformat()
-            md = {
-                "model_version": dg.MetadataValue.text(str(row[MODEL_VERSION])),
-                "rows": row["n_rows"],
-            }
-            if row["prediction_drift"] is not None:
-                md["prediction_drift"] = dg.MetadataValue.float(row["prediction_drift"])
-            context.add_asset_metadata(md, partition_key=day)
+            context.add_asset_metadata(
+                table_row_metadata(row), partition_key=row["timestamp"].date().isoformat()
+            )
         context.log.info("upserted %d row(s) into dummy_metrics at %s", written, metrics_db.describe())
         return dg.MaterializeResult(metadata={"database": metrics_db.describe(), "rows_upserted": written})
 
-    return [predictions, drift_metrics, dummy_metrics]
+    return dummy_metrics
+
+
+def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+    return [build_predictions_asset(spec), build_drift_asset(spec), build_dummy_metrics_asset(spec)]

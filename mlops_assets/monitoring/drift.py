@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_assets.features import FeatureSpec
-from mlops_assets.training.model import PREDICTION
+from mlops_core.bundle import PREDICTION
+from mlops_core.features import Features
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class DayMetrics:
     share_missing_values: float | None
 
 
-def data_definition(features: FeatureSpec):
+def data_definition(features: Features):
     from evidently import DataDefinition
 
     return DataDefinition(
@@ -45,12 +45,12 @@ def data_definition(features: FeatureSpec):
     )
 
 
-def monitoring_frame(df: pd.DataFrame, features: FeatureSpec) -> pd.DataFrame:
+def monitoring_frame(df: pd.DataFrame, features: Features) -> pd.DataFrame:
     """The columns Evidently looks at: the model's features and its prediction."""
     return df[[*features.categorical, *features.numerical, PREDICTION]].reset_index(drop=True)
 
 
-def build_report(features: FeatureSpec, with_prediction: bool = True):
+def build_report(features: Features, with_prediction: bool = True):
     from evidently import Report
     from evidently.metrics import DatasetMissingValueCount, DriftedColumnsCount, ValueDrift
 
@@ -68,7 +68,7 @@ def _value(snapshot, metric_name_prefix: str):
     raise KeyError(metric_name_prefix)
 
 
-def reference_dataset(reference: pd.DataFrame, features: FeatureSpec):
+def reference_dataset(reference: pd.DataFrame, features: Features):
     """The reference as an Evidently ``Dataset``: build it once per model, reuse it every day
     (Evidently keeps what it computed about a dataset, so reuse saves a third of the time)."""
     from evidently import Dataset
@@ -78,7 +78,7 @@ def reference_dataset(reference: pd.DataFrame, features: FeatureSpec):
     )
 
 
-def compute(current: pd.DataFrame, reference, features: FeatureSpec):
+def compute(current: pd.DataFrame, reference, features: Features):
     """Metrics of one day (``current``) against ``reference``; returns (DayMetrics, snapshot).
 
     ``current`` holds the feature columns and ``prediction`` (NaN where a row is not scored);

@@ -6,17 +6,13 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
-from mlops_assets.data.assets import trips_key
-from mlops_assets.monitoring.metrics_db import MetricsDB
+from mlops_assets.keys import model_key, trips_key
+from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.partitions import monthly_partitions
-from mlops_assets.specs import ModelSpec
 from mlops_assets.training import model as M
 from mlops_assets.training.promotion import promote_if_no_worse
 from mlops_assets.training.registry import ModelRegistry
-
-
-def model_key(spec: ModelSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, C.DURATION_MODEL])
+from mlops_core.specs import ModelSpec
 
 
 def model_metadata(bundle: M.ModelBundle, registered, registry: ModelRegistry, artifact_path) -> dict:
@@ -87,8 +83,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         if not frames:
             raise M.TrainingError(f"{spec.name}: no trips in {context.partition_key[:7]}")
         month = pd.concat(frames, ignore_index=True)
-        train_rows, holdout_rows = M.split_by_time(month, spec.training.train_fraction)
-        bundle = M.train(spec, train_rows, holdout_rows)
+        bundle, holdout_rows = M.train_on_month(spec, month)
         registered = model_registry.register(
             bundle,
             artifact=spec.training.artifact,

@@ -16,10 +16,11 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from mlops_assets.monitoring.metrics_db import MetricsDB
-from mlops_assets.specs import ModelSpec
+from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.training import model as M
-from mlops_assets.training.registry import ModelRegistry, RegisteredVersion
+from mlops_assets.training.registry import ModelRegistry
+from mlops_core.registry import RegisteredVersion
+from mlops_core.specs import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 Django is configured with the service's own settings (``serving.settings``) and the test
 environment (``testserver`` allowed as a host). Models are trained on the real 2022-01 TLC
 month (``train_month``); ``service`` gives each test a fresh ``ModelService`` loading
-``MODEL_URI`` synchronously, in the test's own MLOPS_HOME (root conftest).
+``MODEL_URI`` synchronously, in the test's own MLOPS_HOME (root conftest): the service reads
+its environment (``serving/config.py``), so tests set its variables. Registries the tests
+write to are ``mlops_core.registry.MlflowRegistry`` objects (the service's own class) on the
+store the service reads by default, ``MLOPS_HOME/mlflow.db`` (``home_registry``).
 ``GunicornServer`` runs ``gunicorn -c serving/gunicorn.conf.py`` as a real process group.
 """
 
@@ -42,14 +45,15 @@ django.setup()
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
 
-from mlops_assets.training.model import ModelBundle  # noqa: E402
-from mlops_assets.training.registry import ModelRegistry  # noqa: E402
 from mlops_assets_tests.helpers import (  # noqa: E402
     default_spec,
     load_trips,
     register_champion,
     train_month,
 )
+from mlops_core import home as H  # noqa: E402
+from mlops_core.bundle import ModelBundle  # noqa: E402
+from mlops_core.registry import MlflowRegistry  # noqa: E402
 from serving import runtime  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,6 +113,17 @@ def copy_bundle(bundle: ModelBundle) -> ModelBundle:
     return dataclasses.replace(bundle, info=dataclasses.replace(bundle.info))
 
 
+def home_registry(home: Path) -> MlflowRegistry:
+    """The registry the service reads when only ``MLOPS_HOME=home`` is set: the SQLite store
+    and bundle cache in ``home`` (artifacts of new registrations under ``home/mlartifacts``)."""
+    home = H.resolve_home(str(home))
+    return MlflowRegistry(
+        tracking_uri=H.default_tracking_uri(home),
+        cache_dir=str(H.models_cache(home)),
+        artifact_root=str(H.artifact_root(home)),
+    )
+
+
 @pytest.fixture(scope="session")
 def registry_template(tmp_path_factory, spec, january_model, february_model) -> Path:
     """An MLOPS_HOME whose MLflow store holds v1 = January (champion) and v2 = February.
@@ -117,13 +132,10 @@ def registry_template(tmp_path_factory, spec, january_model, february_model) -> 
     copy of the store (``registry``), so each may move aliases without touching the others.
     """
     home = tmp_path_factory.mktemp("registry-template")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOPS_HOME", str(home))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        registry = ModelRegistry()
-        assert register_champion(spec, copy_bundle(january_model), registry).version == "1"
-        v2 = registry.register(copy_bundle(february_model), artifact="lin_reg.bin", params={}, tags={})
-        assert v2.version == "2"
+    registry = home_registry(home)
+    assert register_champion(spec, copy_bundle(january_model), registry).version == "1"
+    v2 = registry.register(copy_bundle(february_model), artifact="lin_reg.bin", params={}, tags={})
+    assert v2.version == "2"
     return home
 
 
@@ -134,10 +146,10 @@ def install_registry(template: Path, home: Path) -> None:
 
 
 @pytest.fixture
-def registry(registry_template, isolated_env) -> ModelRegistry:
+def registry(registry_template, isolated_env) -> MlflowRegistry:
     """The test's default MLflow store, holding v1 (champion) and v2 (see registry_template)."""
     install_registry(registry_template, isolated_env)
-    return ModelRegistry()
+    return home_registry(isolated_env)
 
 
 @pytest.fixture
@@ -260,9 +272,7 @@ def live(tmp_path_factory, registry_template):
     tmp = tmp_path_factory.mktemp("live-tmp")
     env = server_env(home, SERVING_RELOAD_TOKEN=LIVE_TOKEN, SERVING_WORKERS="2", TMPDIR=str(tmp))
     server = GunicornServer(env, home / "gunicorn.log").start()
-    server.registry = ModelRegistry(
-        tracking_uri=f"sqlite:///{home / 'mlflow.db'}", cache_dir=str(home / "models")
-    )
+    server.registry = home_registry(home)
     server.tmp = tmp
     yield server
     server.stop()

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from django.test import Client, override_settings
 
-from mlops_assets.specs import Features
 from mlops_assets.training import model as M
 from mlops_assets_tests.serving.conftest import trip_payload
+from mlops_core.features import Features
 from serving import runtime
 
 TRIP = {"PULocationID": 74, "DOLocationID": 168, "trip_distance": 2.5}

@@ -1,8 +1,9 @@
-"""The faster ``mlops_assets.features`` behaves exactly as the version it replaced.
+"""The faster ``mlops_core.features`` behaves exactly as the version it replaced.
 
 Issue 7 made ``to_dicts``/``scorable``/``predict`` cheap on small frames (the prediction
-service scores one trip per request). This module keeps the previous implementation as an
-oracle (``original_*`` below, verbatim apart from names) and compares both on frames of every
+service scores one trip per request). The previous implementation is kept as an oracle
+(``original_*`` in ``bench/baselines.py``, verbatim apart from names; the serving benchmark
+times it too) and this module compares both on frames of every
 dtype a trips frame column or a caller may have, with missing values, odd indexes, both
 ``missing`` modes, sizes 0 to 30k, and a real model trained on real 2022-01 data: equal
 dicts (same keys, values and Python types), equal masks, equal predictions. Nothing is faked.
@@ -14,44 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets import features as F
-from mlops_assets.training.model import FeatureSettings
-
-
-# --- the implementation before issue 7 (the oracle) ------------------------------------------
-def original_scorable(df, features):
-    if features.missing == "zero" or len(df) == 0:
-        return np.ones(len(df), dtype=bool)
-    numeric_ok = [np.isfinite(df[c].to_numpy(dtype="float64", na_value=np.nan)) for c in features.numerical]
-    present = [df[c].notna().to_numpy() for c in features.categorical]
-    return np.logical_and.reduce([*numeric_ok, *present, np.ones(len(df), dtype=bool)])
-
-
-def original_categorical_strings(series):
-    values = series
-    if pd.api.types.is_float_dtype(values):
-        whole = values.dropna()
-        if (whole == whole.round()).all():
-            values = values.astype("Int64")
-    return values.astype("string").fillna(F.MISSING_CATEGORY).astype(object)
-
-
-def original_to_dicts(df, features):
-    out = pd.DataFrame(index=df.index)
-    for col in features.categorical:
-        out[col] = original_categorical_strings(df[col])
-    for col in features.numerical:
-        out[col] = pd.to_numeric(df[col], errors="raise").astype("float64").fillna(0.0)
-    return out.to_dict("records")
-
-
-def original_predict(pipeline, df, features):
-    out = np.full(len(df), np.nan)
-    mask = original_scorable(df, features)
-    if mask.any():
-        out[mask] = pipeline.predict(original_to_dicts(df.loc[mask], features))
-    return out
-
+from bench.baselines import original_predict, original_scorable, original_to_dicts
+from mlops_core import features as F
+from mlops_core.features import Features
 
 # --- frames -----------------------------------------------------------------------------------
 CATEGORICAL = {
@@ -92,7 +58,7 @@ def assert_same_dicts(got: list[dict], want: list[dict]) -> None:
 @pytest.mark.parametrize("num", sorted(NUMERICAL))
 @pytest.mark.parametrize("cat", sorted(CATEGORICAL))
 def test_same_mask_and_dicts_for_every_dtype(cat, num, missing):
-    features = FeatureSettings(("cat",), ("num",), missing)
+    features = Features(categorical=("cat",), numerical=("num",), missing=missing)
     for index in (None, [10, 3, 3, 7, -1]):  # default, and unsorted with a duplicate label
         df = frame(cat, num, index)
         mask = F.scorable(df, features)
@@ -115,14 +81,14 @@ def test_same_predictions_of_a_real_model(january_model, march_trips):
         got = F.predict(pipeline, df, features)
         want = original_predict(pipeline, df, features)
         assert np.array_equal(got, want, equal_nan=True)
-    zero = FeatureSettings(features.categorical, features.numerical, "zero")
+    zero = Features(categorical=features.categorical, numerical=features.numerical, missing="zero")
     got = F.predict(pipeline, with_gaps.iloc[:2000], zero)
     assert np.array_equal(got, original_predict(pipeline, with_gaps.iloc[:2000], zero))
 
 
 def test_same_dicts_for_random_frames():
     rng = np.random.default_rng(7)
-    features = FeatureSettings(("a", "b"), ("x", "y"), "zero")
+    features = Features(categorical=("a", "b"), numerical=("x", "y"), missing="zero")
     for n in (0, 1, 2, 3, 50, 1000):
         ids = rng.integers(1, 266, n)
         df = pd.DataFrame(

@@ -66,11 +66,11 @@ def test_single_trip_requests_predict_exactly_as_the_bundle_does(served, client,
     assert [january_model.predict(sample.iloc[[i]])[0] for i in range(20)] == expected[:20]
 
 
-def test_the_service_answers_what_the_predictions_asset_stored(home, service, client, spec):
+def test_the_service_answers_what_the_predictions_asset_stored(home, resources, service, client, spec):
     """v1 (trained on 2022-01 through the real assets) scores 2022-02-01..03 in the
     ``predictions`` asset; the service, serving the champion from the same MLflow store,
     answers exactly the stored ``prediction`` of every row."""
-    defs = build_defs([spec])
+    defs = build_defs([spec], resources)
     keys = [dg.AssetKey([spec.name, name]) for name in (C.TRIPS, C.PREDICTIONS)]
     tags = {
         "dagster/asset_partition_range_start": "2022-02-01",

@@ -18,7 +18,7 @@ import pytest
 from django.test import Client
 
 from mlops_assets_tests.helpers import register_champion
-from mlops_assets_tests.serving.conftest import copy_bundle, trip_payload
+from mlops_assets_tests.serving.conftest import copy_bundle, home_registry, trip_payload
 from serving import runtime
 
 TOKEN = "reload-token-for-tests"
@@ -176,11 +176,13 @@ def test_a_failed_reload_keeps_the_old_model(registry, service, client, monkeypa
     assert client.get("/ready").json() == {"ready": True, "model": NAME, "model_version": "1"}
 
 
-def test_reload_brings_a_model_to_a_service_that_had_none(spec, service, client, monkeypatch, january_model):
+def test_reload_brings_a_model_to_a_service_that_had_none(
+    spec, service, client, monkeypatch, january_model, isolated_env
+):
     monkeypatch.setenv("SERVING_RELOAD_TOKEN", TOKEN)
     service.start(background=False)
     assert client.get("/ready").status_code == 503
-    register_champion(spec, copy_bundle(january_model))
+    register_champion(spec, copy_bundle(january_model), home_registry(isolated_env))
     body = reload(client, **AUTH).json()
     assert (body["old_version"], body["new_version"], body["changed"]) == (None, "1", True)
     assert client.get("/ready").status_code == 200

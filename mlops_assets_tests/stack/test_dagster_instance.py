@@ -14,7 +14,10 @@ runs, the materialized partitions and the sensor's cursor.
 
 Replaced: Docker. The services' host names become 127.0.0.1 and a free port, container paths
 become temporary folders; MLflow is the SQLite store of the `home` fixture (monitoring only
-reads the model bundle; test_mlflow_server.py covers the MLflow server).
+reads the model bundle; test_mlflow_server.py covers the MLflow server). The code location's
+settings (METRICS_DATABASE_URL, DRIFT_THRESHOLD, MLOPS_HOME, TRIP_DATA_DIR) are in the
+environment of the processes started, as in the containers: ``Settings.from_env`` reads them
+there; this process only sets what its own DagsterInstance reads (DAGSTER_HOME, DAGSTER_PG_*).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import sqlalchemy as sa
 import yaml
 
 from mlops_assets.alerting.sensor import read_cursor, sensor_name
-from mlops_assets.monitoring.metrics_db import MetricsDB
+from mlops_assets.metrics_db import MetricsDB
 from mlops_assets_tests.helpers import copy_timeline, default_spec, start_process, stop_process, wait_for
 from mlops_assets_tests.stack.support import REPO, SECRETS, compose, dotenv, start_listening
 
@@ -79,7 +82,7 @@ print(json.dumps({{
 
 
 def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
-    home, stack_db, tmp_path, monkeypatch
+    home, settings, stack_db, tmp_path, monkeypatch
 ):
     services = compose(dotenv(**SECRETS))["services"]
     dagster_home = tmp_path / "dagster_home"  # the image's DAGSTER_HOME, with the repo's dagster.yaml
@@ -93,17 +96,17 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
         workspace.write_text(yaml.safe_dump(ws))
 
     # The metrics DB is PostgreSQL; the model in effect (v1 from 2022-02-01) is the home's.
-    copy_timeline(SPEC.name, stack_db.metrics_url)
+    copy_timeline(SPEC.name, settings.metrics_database_url, stack_db.metrics_url)
     metrics = MetricsDB(url=stack_db.metrics_url)
-    for name, value in {
-        **stack_db.dagster_env(),
-        "DAGSTER_HOME": str(dagster_home),
+    # dagster.yaml's instance (here and in every process started) reads these
+    for name, value in {**stack_db.dagster_env(), "DAGSTER_HOME": str(dagster_home)}.items():
+        monkeypatch.setenv(name, value)
+    env = {
+        **os.environ,  # MLOPS_HOME and TRIP_DATA_DIR of the test (root conftest)
         "METRICS_DATABASE_URL": stack_db.metrics_url,
         # no breach wanted: this test is about the instance (test_grafana.py has the alerts)
         "DRIFT_THRESHOLD": "0.9",
-    }.items():
-        monkeypatch.setenv(name, value)
-    env = os.environ.copy()
+    }
     replace = {"0.0.0.0": "127.0.0.1", "/opt/dagster/app/workspace.yaml": str(workspace)}
 
     # dagster-init: creates the instance's tables, as the Dagster role

@@ -11,9 +11,10 @@ real backfill: the monitoring assets on the real TLC files of February 2022 with
 (trained on January 2022), then one evaluation of the real drift alert sensor.
 
 The alerts are real too: at the default threshold (0.20) v1 does not breach in February
-2022, so the backfill and the sensor run with DRIFT_THRESHOLD=0.10 (as an operator who wants
-earlier warnings would set it); the days above 0.10 are recorded in drift_alerts and emailed
-to the outbox (no SMTP server configured). Replaced: Grafana itself (its container is not
+2022, so the backfill and the sensor run with the spec's default threshold at 0.10 (what
+DRIFT_THRESHOLD=0.10 gives, as an operator who wants earlier warnings would set it; here the
+``Settings`` and the spec get the value); the days above 0.10 are recorded in drift_alerts and
+emailed to the outbox (no SMTP server configured). Replaced: Grafana itself (its container is not
 run here; its macro expansion is reproduced).
 """
 
@@ -34,8 +35,10 @@ import yaml
 from mlops_assets import constants as C
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
-from mlops_assets.monitoring.metrics_db import MetricsDB
-from mlops_assets_tests.conftest import ENV_VARS, PG_ADMIN_URL
+from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.resources import build_resources
+from mlops_assets.settings import Settings
+from mlops_assets_tests.conftest import PG_ADMIN_URL
 from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message
 from mlops_assets_tests.stack.support import (
     REPO,
@@ -178,39 +181,39 @@ def backfill(trained_home, trip_data_dir, tmp_path_factory):
     home = tmp_path_factory.mktemp("grafana_home")
     shutil.copytree(trained_home, home, dirs_exist_ok=True)
     try:
-        with pytest.MonkeyPatch.context() as mp:
-            for name in ENV_VARS:
-                mp.delenv(name, raising=False)
-            mp.setenv("MLOPS_HOME", str(home))
-            mp.setenv("TRIP_DATA_DIR", str(trip_data_dir))
-            mp.setenv("DRIFT_THRESHOLD", str(THRESHOLD))
-            copy_timeline(SPEC.name, databases.metrics_url)  # v1, as trained in the home
-            metrics = MetricsDB(url=databases.metrics_url)
-            mp.setenv("METRICS_DATABASE_URL", databases.metrics_url)
-            defs = build_defs([SPEC])
-            keys = [
-                dg.AssetKey([SPEC.name, n])
-                for n in (C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS)
-            ]
-            result = dg.materialize(
-                list(defs.assets),
-                selection=keys,
-                resources=defs.resources,
-                tags={
-                    "dagster/asset_partition_range_start": "2022-02-01",
-                    "dagster/asset_partition_range_end": "2022-02-28",
-                },
-                raise_on_error=False,
-            )
-            assert result.success, failure_message(result)
-            sensor = defs.resolve_sensor_def(sensor_name(SPEC))
-            with dg.build_sensor_context(
-                instance=dg.DagsterInstance.ephemeral(), cursor=None, resources=defs.resources
-            ) as context:
-                evaluation = sensor(context)
-            rows = pd.DataFrame(metrics.metrics(SPEC.name))
-            alerts = pd.DataFrame(metrics.alerts(SPEC.name))
-            outbox = sorted((home / "outbox").glob("*.eml"))
+        trained = Settings.for_home(home, trip_data_dir=trip_data_dir)
+        copy_timeline(SPEC.name, trained.metrics_database_url, databases.metrics_url)  # v1, as trained
+        metrics = MetricsDB(url=databases.metrics_url)
+        settings = Settings.for_home(
+            home,
+            trip_data_dir=trip_data_dir,
+            drift_threshold=THRESHOLD,
+            metrics_database_url=databases.metrics_url,
+        )
+        spec = default_spec(settings.drift_threshold)
+        defs = build_defs([spec], build_resources(settings))
+        keys = [
+            dg.AssetKey([spec.name, n]) for n in (C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS)
+        ]
+        result = dg.materialize(
+            list(defs.assets),
+            selection=keys,
+            resources=defs.resources,
+            tags={
+                "dagster/asset_partition_range_start": "2022-02-01",
+                "dagster/asset_partition_range_end": "2022-02-28",
+            },
+            raise_on_error=False,
+        )
+        assert result.success, failure_message(result)
+        sensor = defs.resolve_sensor_def(sensor_name(spec))
+        with dg.build_sensor_context(
+            instance=dg.DagsterInstance.ephemeral(), cursor=None, resources=defs.resources
+        ) as context:
+            evaluation = sensor(context)
+        rows = pd.DataFrame(metrics.metrics(spec.name))
+        alerts = pd.DataFrame(metrics.alerts(spec.name))
+        outbox = sorted((home / "outbox").glob("*.eml"))
         yield {
             "db": databases,
             "rows": rows,

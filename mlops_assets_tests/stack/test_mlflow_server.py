@@ -12,7 +12,8 @@ v2 on the trailing window, scores both on the same holdout, decides, records the
 MLflow tags and the metrics DB timeline (PostgreSQL), and, when it promotes, calls the
 service's /reload with the compose token. MlflowClient against the server checks versions,
 the `champion` alias and the decision tags; the bundle is downloaded from the server into an
-empty cache.
+empty cache. The code location gets the stack's values as ``Settings`` (metrics DB and
+tracking URI, the service's URL; the reload token, a secret, through SERVING_RELOAD_TOKEN).
 
 Replaced: Docker (host names become 127.0.0.1 and free ports, volumes temporary folders);
 one MLflow worker and one gunicorn worker instead of two, to start faster.
@@ -20,6 +21,7 @@ one MLflow worker and one gunicorn worker instead of two, to start faster.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -35,9 +37,10 @@ import requests
 from mlflow import MlflowClient
 
 from mlops_assets import constants as C
+from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
-from mlops_assets.monitoring.metrics_db import MetricsDB
-from mlops_assets.training.registry import CHAMPION, ModelRegistry
+from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.training.registry import ModelRegistry
 from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, stop_process
 from mlops_assets_tests.helpers import wait_for as wait_until
 from mlops_assets_tests.stack.support import (
@@ -48,6 +51,7 @@ from mlops_assets_tests.stack.support import (
     service_environment,
     start_listening,
 )
+from mlops_core.registry import CHAMPION
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -79,7 +83,7 @@ def materialize(defs, key: str, partition: str):
 
 
 def test_models_registered_promoted_and_served_through_the_compose_mlflow_server(
-    home, stack_db, tmp_path, monkeypatch, report_figure
+    home, settings, stack_db, tmp_path, monkeypatch, report_figure
 ):
     config = compose(dotenv(**SECRETS))
     services = config["services"]
@@ -132,7 +136,7 @@ def test_models_registered_promoted_and_served_through_the_compose_mlflow_server
         }
         return [str(BIN / cmd[0]), *cmd[1:]], env
 
-    monkeypatch.setenv("METRICS_DATABASE_URL", stack_db.metrics_url)
+    settings = dataclasses.replace(settings, metrics_database_url=stack_db.metrics_url)
     server = service = None
     try:
         server, mlflow_port = start_listening(
@@ -143,14 +147,14 @@ def test_models_registered_promoted_and_served_through_the_compose_mlflow_server
             what="mlflow server's healthcheck",
         )
         tracking_uri = f"http://127.0.0.1:{mlflow_port}"
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+        settings = dataclasses.replace(settings, mlflow_tracking_uri=tracking_uri)
         # --allowed-hosts from the compose file: the compose host name passes, others do not
         # (/health is exempt from the check, so ask the REST API)
         api = f"{tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
         assert get(api, headers={"Host": "mlflow:5000"}).status_code == 200
         assert get(api, headers={"Host": "attacker.example:5000"}).status_code == 403
 
-        defs = build_defs([SPEC])
+        defs = build_defs([SPEC], R.build_resources(settings))
         trained = materialize(defs, C.DURATION_MODEL, "2022-01-01")
         assert trained.success, failure_message(trained)
 
@@ -174,9 +178,9 @@ def test_models_registered_promoted_and_served_through_the_compose_mlflow_server
         # The breach-day retrain, telling the service to reload as the compose stack does.
         user_code = service_environment(config, "user-code")
         assert user_code["SERVING_URL"] == "http://serving:8000"
-        monkeypatch.setenv("SERVING_URL", serving_url)
-        monkeypatch.setenv("SERVING_RELOAD_TOKEN", user_code["SERVING_RELOAD_TOKEN"])
-        defs = build_defs([SPEC])  # resources read SERVING_* when the definitions are built
+        monkeypatch.setenv("SERVING_RELOAD_TOKEN", user_code["SERVING_RELOAD_TOKEN"])  # via dg.EnvVar
+        settings = dataclasses.replace(settings, serving_url=serving_url, serving_token_set=True)
+        defs = build_defs([SPEC], R.build_resources(settings))
         retrained = materialize(defs, C.RETRAINED_MODEL, "2022-01-31")
         assert retrained.success, failure_message(retrained)
         (event,) = retrained.get_asset_materialization_events()
@@ -219,9 +223,9 @@ def test_models_registered_promoted_and_served_through_the_compose_mlflow_server
     assert {"lin_reg.bin", "model.json", "reference.parquet"} <= stored
     # ...and come back out of it: the downloaded bundle is the one the run trained.
     assert (empty_cache / SPEC.name / f"v{champion}" / "lin_reg.bin").is_file()
-    trained_here = ModelRegistry().load(SPEC.name, champion)  # the asset's own cache in MLOPS_HOME
+    trained_here = R.model_registry(settings).load(SPEC.name, champion)  # the asset's own cache in MLOPS_HOME
     assert downloaded.info.fingerprint == trained_here.info.fingerprint
-    trips = load_trips(SPEC, Path(os.environ["TRIP_DATA_DIR"]), "2022-02-01", "2022-02-02").head(500)
+    trips = load_trips(SPEC, settings.trip_data_dir, "2022-02-01", "2022-02-02").head(500)
     pd.testing.assert_series_equal(
         pd.Series(downloaded.predict(trips)), pd.Series(trained_here.predict(trips)), check_names=False
     )

@@ -13,18 +13,16 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
-from mlops_assets.alerting.serving_client import ServingClient
-from mlops_assets.data.assets import trips_key
-from mlops_assets.features import scorable
-from mlops_assets.monitoring.assets import dummy_metrics_key
-from mlops_assets.monitoring.metrics_db import MetricsDB
+from mlops_assets.keys import dummy_metrics_key, retrained_key, trips_key
+from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.partitions import daily_partitions
-from mlops_assets.specs import ModelSpec
 from mlops_assets.training import model as M
 from mlops_assets.training.assets import model_metadata
-from mlops_assets.training.model import FeatureSettings
 from mlops_assets.training.promotion import promote_if_no_worse
 from mlops_assets.training.registry import ModelRegistry
+from mlops_assets.training.serving_client import ServingClient
+from mlops_core.features import scorable
+from mlops_core.specs import ModelSpec
 
 RETRAIN_TAG = "mlops/retrain"
 
@@ -33,8 +31,35 @@ class RetrainRefused(RuntimeError):
     pass
 
 
-def retrained_key(spec: ModelSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, C.RETRAINED_MODEL])
+def window_rows(
+    spec: ModelSpec, breach_day: date, trips: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The window's trips split into training rows and the holdout (its last days); refuses
+    (``RetrainRefused``) when fewer than ``min_rows`` of them can be used."""
+    window = spec.retraining
+    first_day = breach_day - timedelta(days=window.window_days - 1)
+    holdout_start = breach_day - timedelta(days=window.holdout_days - 1)
+    frames = [f for f in trips.values() if len(f)]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    usable = int(scorable(rows, spec.features).sum()) if len(rows) else 0
+    if usable < window.min_rows:
+        raise RetrainRefused(
+            f"{spec.name}: the window {first_day} .. {breach_day} holds {usable} usable trips, "
+            f"fewer than retraining.min_rows={window.min_rows}; refusing to train on so little "
+            "(materialize more trips days, or lower min_rows in the spec)"
+        )
+    return M.split_by_days(rows, pd.Timestamp(holdout_start))
+
+
+def tell_serving(serving: ServingClient, log) -> str:
+    """Ask the prediction service to reload; what happened, for the asset's metadata. A
+    failure is logged, not raised: the model is promoted, the service can catch up later."""
+    try:
+        answer = serving.reload()
+    except RuntimeError as exc:
+        log.warning("prediction service reload failed: %s", exc)
+        return f"failed: {exc}"
+    return "not configured (no SERVING_URL)" if answer is None else str(answer)
 
 
 def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
@@ -70,18 +95,7 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         serving: ServingClient,
     ) -> dg.MaterializeResult:
         breach_day = date.fromisoformat(context.partition_key)
-        first_day = breach_day - timedelta(days=window.window_days - 1)
-        holdout_start = breach_day - timedelta(days=window.holdout_days - 1)
-        frames = [f for f in trips.values() if len(f)]
-        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        usable = int(scorable(rows, FeatureSettings.of(spec)).sum()) if len(rows) else 0
-        if usable < window.min_rows:
-            raise RetrainRefused(
-                f"{spec.name}: the window {first_day} .. {breach_day} holds {usable} usable trips, "
-                f"fewer than retraining.min_rows={window.min_rows}; refusing to train on so little "
-                "(materialize more trips days, or lower min_rows in the spec)"
-            )
-        train_rows, holdout_rows = M.split_by_days(rows, pd.Timestamp(holdout_start))
+        train_rows, holdout_rows = window_rows(spec, breach_day, trips)
         bundle = M.train(spec, train_rows, holdout_rows, min_rows=1)
         registered = model_registry.register(
             bundle,
@@ -114,15 +128,7 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "breach_day": str(breach_day),
         }
         if decision.promoted:
-            try:
-                answer = serving.reload()
-            except RuntimeError as exc:  # the model is promoted; the service can catch up later
-                context.log.warning("prediction service reload failed: %s", exc)
-                metadata["serving_reload"] = f"failed: {exc}"
-            else:
-                metadata["serving_reload"] = (
-                    "not configured (no SERVING_URL)" if answer is None else str(answer)
-                )
+            metadata["serving_reload"] = tell_serving(serving, context.log)
         return dg.MaterializeResult(metadata=metadata)
 
     return retrained_model

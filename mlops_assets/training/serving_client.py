@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 import requests
 
 
 class ServingClient(dg.ConfigurableResource):
-    """POSTs ``<SERVING_URL>/reload`` with ``Authorization: Bearer <SERVING_RELOAD_TOKEN>``.
+    """POSTs ``<url>/reload`` with ``Authorization: Bearer <token>`` (``SERVING_URL``;
+    the token as ``dg.EnvVar("SERVING_RELOAD_TOKEN")``).
 
-    With no ``SERVING_URL`` it does nothing (the service can also poll the alias).
+    With no ``url`` it does nothing (the service can also poll the alias).
     """
 
     url: str | None = None
@@ -19,7 +18,7 @@ class ServingClient(dg.ConfigurableResource):
     timeout_seconds: float = 30.0
 
     def base_url(self) -> str | None:
-        return (self.url or os.environ.get("SERVING_URL") or "").rstrip("/") or None
+        return (self.url or "").rstrip("/") or None
 
     def reload(self) -> dict | None:
         """The service's answer (``{"previous_version": ..., "version": ...}``), or None when
@@ -27,7 +26,7 @@ class ServingClient(dg.ConfigurableResource):
         base = self.base_url()
         if base is None:
             return None
-        token = self.token or os.environ.get("SERVING_RELOAD_TOKEN") or ""
+        token = self.token or ""
         try:
             response = requests.post(
                 f"{base}/reload",
@@ -39,8 +38,3 @@ class ServingClient(dg.ConfigurableResource):
         if response.status_code != 200:
             raise RuntimeError(f"{base}/reload answered {response.status_code}: {response.text[:300]}")
         return response.json()
-
-
-def serving_client_from_env() -> ServingClient:
-    token = dg.EnvVar("SERVING_RELOAD_TOKEN") if os.environ.get("SERVING_RELOAD_TOKEN") else None
-    return ServingClient(token=token)

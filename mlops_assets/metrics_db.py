@@ -2,7 +2,9 @@
 (which model version is in effect from which day) and the drift alerts.
 
 SQLite by default (a file in ``MLOPS_HOME``), PostgreSQL when ``METRICS_DATABASE_URL`` says
-so (``postgresql+psycopg2://…``). The project creates and migrates its tables itself: missing
+so (``postgresql+psycopg2://…``); the resource gets the URL as a value. Monitoring writes
+``dummy_metrics``, training and promotion write the timeline, alerting writes the alerts:
+the store sits below all three. The project creates and migrates its tables itself: missing
 tables are created and columns added by newer versions are added (``ensure_schema``), so
 there is no manual SQL step. Writes are upserts in one transaction; an unreachable database
 is retried a few times and then reported with the URL (password hidden) in the message.
@@ -16,13 +18,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mlops_assets import settings
+from mlops_core.text import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +104,6 @@ def day_timestamp(day: str | date) -> datetime:
     return datetime(d.year, d.month, d.day)
 
 
-def safe_url(url: str) -> str:
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: show nothing that might be a secret
-        return "<unparsable URL>"
-
-
 def ensure_schema(engine: sa.Engine) -> list[str]:
     """Create missing tables and add missing (nullable) columns; returns what it changed."""
     changes = []
@@ -149,9 +145,9 @@ _ENGINES_LOCK = threading.Lock()
 
 
 class MetricsDB(dg.ConfigurableResource):
-    """``METRICS_DATABASE_URL`` (default a SQLite file in ``MLOPS_HOME``) through SQLAlchemy."""
+    """The metrics DB at ``url`` (SQLAlchemy; SQLite or PostgreSQL)."""
 
-    url: str | None = None
+    url: str
     connect_attempts: int = 3
     retry_backoff_seconds: float = 1.0
     connect_timeout_seconds: int = 5
@@ -159,10 +155,10 @@ class MetricsDB(dg.ConfigurableResource):
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
     def database_url(self) -> str:
-        return self.url or settings.metrics_database_url()
+        return self.url
 
     def describe(self) -> str:
-        return safe_url(self.database_url())
+        return redact_url(self.database_url())
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
@@ -179,9 +175,6 @@ class MetricsDB(dg.ConfigurableResource):
             kwargs: dict = {"pool_pre_ping": True}
             if parsed.get_backend_name() == "sqlite":
                 if parsed.database and parsed.database != ":memory:":
-                    settings.mlops_home().mkdir(parents=True, exist_ok=True)
-                    from pathlib import Path
-
                     Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 kwargs["connect_args"] = {"timeout": 30}
             elif parsed.get_backend_name() == "postgresql":
@@ -190,7 +183,7 @@ class MetricsDB(dg.ConfigurableResource):
                 engine = sa.create_engine(parsed, **kwargs)
             except ModuleNotFoundError as exc:
                 raise MetricsDBError(
-                    f"no driver for {safe_url(url)} ({exc}); PostgreSQL URLs must say postgresql+psycopg2://"
+                    f"no driver for {redact_url(url)} ({exc}); PostgreSQL URLs must say postgresql+psycopg2://"
                 ) from None
             self._with_retries(lambda: ensure_schema(engine), "create/migrate the tables of")
             with _ENGINES_LOCK:

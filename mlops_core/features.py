@@ -1,6 +1,8 @@
 """The one feature path, shared by training, the ``predictions`` asset and the prediction service.
 
-A model spec lists categorical and numerical features. Categorical values become strings
+``Features`` is the one description of a model's features: a spec's ``features:`` block, the
+copy saved with every model (``model.json``) and what the prediction service builds its
+request rules from. Categorical values become strings
 (one-hot encoded by the model's ``DictVectorizer``), numerical values floats. Rows with a
 missing feature are either left unscored (``missing: drop``, the prediction is NaN, never
 a made-up number) or scored with the value read as category ``"NA"`` / number 0
@@ -9,32 +11,43 @@ a made-up number) or scored with the value read as category ``"NA"`` / number 0
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, model_validator
 
 MISSING_CATEGORY = "NA"
 
 
-class FeatureSpec(Protocol):
-    """What the feature code needs from a spec (a ``ModelSpec`` or a saved model's copy)."""
+class Features(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    categorical: tuple[str, ...] = ()
+    numerical: tuple[str, ...] = ()
+    # How rows with a missing feature are treated: "drop" leaves them unscored (and out of
+    # training); "zero" scores them with the missing value read as 0 / category "NA".
+    missing: Literal["drop", "zero"] = "drop"
+
+    @model_validator(mode="after")
+    def _some_features(self) -> Features:
+        names = [*self.categorical, *self.numerical]
+        if not names:
+            raise ValueError("a spec needs at least one feature")
+        if len(set(names)) != len(names):
+            raise ValueError(f"a feature is listed twice: {names}")
+        return self
 
     @property
-    def categorical(self) -> tuple[str, ...]: ...
-
-    @property
-    def numerical(self) -> tuple[str, ...]: ...
-
-    @property
-    def missing(self) -> str: ...
+    def columns(self) -> list[str]:
+        return columns(self)
 
 
-def columns(features: FeatureSpec) -> list[str]:
+def columns(features: Features) -> list[str]:
     return [*features.categorical, *features.numerical]
 
 
-def scorable(df: pd.DataFrame, features: FeatureSpec) -> np.ndarray:
+def scorable(df: pd.DataFrame, features: Features) -> np.ndarray:
     """Boolean mask of the rows a model scores."""
     if features.missing == "zero" or len(df) == 0:
         return np.ones(len(df), dtype=bool)
@@ -73,7 +86,7 @@ def _numerical_values(series: pd.Series) -> list:
     return pd.to_numeric(series, errors="raise").astype("float64").fillna(0.0).tolist()
 
 
-def to_dicts(df: pd.DataFrame, features: FeatureSpec) -> list[dict]:
+def to_dicts(df: pd.DataFrame, features: Features) -> list[dict]:
     """Feature dicts for the model's ``DictVectorizer`` (rows must be scorable or missing=zero).
 
     Each column is converted once (strings for categorical, floats for numerical) and the
@@ -89,7 +102,7 @@ def to_dicts(df: pd.DataFrame, features: FeatureSpec) -> list[dict]:
     return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
 
 
-def predict(pipeline, df: pd.DataFrame, features: FeatureSpec) -> np.ndarray:
+def predict(pipeline, df: pd.DataFrame, features: Features) -> np.ndarray:
     """Predictions for every row of ``df``: NaN where the row is not scorable."""
     out = np.full(len(df), np.nan)
     mask = scorable(df, features)

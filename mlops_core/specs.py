@@ -3,12 +3,13 @@
 A spec names the taxi type, the features, the target, the row filters, the training month,
 the drift threshold and the retraining window. ``definitions.py`` builds one full set of
 assets, checks, sensors and schedules per spec, so adding a YAML file adds a model.
-Specs are read from ``mlops_assets/model_specs/`` or from ``MODEL_SPECS_DIR`` when set.
+The packaged specs live in ``mlops_assets/model_specs/``; which folder is read (``MODEL_SPECS_DIR``)
+and the default drift threshold (``DRIFT_THRESHOLD``) are settings, passed in as values by the
+code location and the prediction service.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import date
 from pathlib import Path
@@ -17,10 +18,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlops_assets import settings
-from mlops_assets.partitions import FIRST_MONTH
+from mlops_core.features import Features
 
-PACKAGED_SPECS_DIR = Path(__file__).parent / "model_specs"
+# The packaged specs: beside this package in the same install (site-packages or the checkout).
+PACKAGED_SPECS_DIR = Path(__file__).resolve().parents[1] / "mlops_assets" / "model_specs"
+# The first day of the shared partitions; a spec's training month must not be earlier.
+PARTITIONS_START = "2021-01-01"
+FIRST_MONTH = PARTITIONS_START[:7]
+DEFAULT_DRIFT_THRESHOLD = 0.20
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -39,27 +44,6 @@ class Bounds(_Strict):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
-
-
-class Features(_Strict):
-    categorical: tuple[str, ...] = ()
-    numerical: tuple[str, ...] = ()
-    # How rows with a missing feature are treated: "drop" leaves them unscored (and out of
-    # training); "zero" scores them with the missing value read as 0 / category "NA".
-    missing: Literal["drop", "zero"] = "drop"
-
-    @model_validator(mode="after")
-    def _some_features(self) -> Features:
-        names = [*self.categorical, *self.numerical]
-        if not names:
-            raise ValueError("a spec needs at least one feature")
-        if len(set(names)) != len(names):
-            raise ValueError(f"a feature is listed twice: {names}")
-        return self
-
-    @property
-    def columns(self) -> list[str]:
-        return [*self.categorical, *self.numerical]
 
 
 class Training(_Strict):
@@ -81,7 +65,9 @@ class Training(_Strict):
 
 
 class Monitoring(_Strict):
-    drift_threshold: float | None = Field(None, gt=0.0)
+    # Filled in by ``load_spec`` from the default threshold (DRIFT_THRESHOLD) when the file
+    # does not say; a spec built in code gets 0.20.
+    drift_threshold: float = Field(DEFAULT_DRIFT_THRESHOLD, gt=0.0)
 
 
 class Retraining(_Strict):
@@ -120,10 +106,8 @@ class ModelSpec(_Strict):
         return value
 
     def drift_threshold(self) -> float:
-        """The spec's own threshold, else ``DRIFT_THRESHOLD`` from the environment."""
-        if self.monitoring.drift_threshold is not None:
-            return self.monitoring.drift_threshold
-        return settings.drift_threshold()
+        """The spec's threshold: its own, else the default it was loaded with."""
+        return self.monitoring.drift_threshold
 
     @property
     def feature_columns(self) -> list[str]:
@@ -134,13 +118,17 @@ class SpecError(ValueError):
     """A model spec file that cannot be used; the message names the file and the field."""
 
 
-def load_spec(path: Path) -> ModelSpec:
+def load_spec(path: Path, default_drift_threshold: float = DEFAULT_DRIFT_THRESHOLD) -> ModelSpec:
+    """The spec in ``path``; a file without ``monitoring.drift_threshold`` gets the default."""
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise SpecError(f"model spec {path}: cannot read it as YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise SpecError(f"model spec {path}: expected a mapping at the top level")
+    monitoring = raw.get("monitoring")
+    if monitoring is None or (isinstance(monitoring, dict) and monitoring.get("drift_threshold") is None):
+        raw = {**raw, "monitoring": {**(monitoring or {}), "drift_threshold": default_drift_threshold}}
     try:
         spec = ModelSpec.model_validate({**raw, "source_file": str(path)})
     except ValidationError as exc:
@@ -153,13 +141,10 @@ def load_spec(path: Path) -> ModelSpec:
     return spec
 
 
-def specs_dir() -> Path:
-    return Path(os.environ.get("MODEL_SPECS_DIR") or PACKAGED_SPECS_DIR)
-
-
-def load_specs(directory: Path | None = None) -> list[ModelSpec]:
-    directory = directory or specs_dir()
+def load_specs(
+    directory: Path = PACKAGED_SPECS_DIR, default_drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
+) -> list[ModelSpec]:
     paths = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
     if not paths:
         raise SpecError(f"no model spec (*.yaml) found in {directory}")
-    return [load_spec(p) for p in paths]
+    return [load_spec(p, default_drift_threshold) for p in paths]

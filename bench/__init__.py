@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``); ``baselines.py`` holds the code they measure against."""

@@ -1,0 +1,22 @@
+"""Where the daily Evidently HTML reports go: one folder per model, one file per day."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from mlops_assets.monitoring import drift
+
+
+class ReportStore(dg.ConfigurableResource):
+    """HTML reports under ``directory`` (``MLOPS_HOME/reports``): ``<model>/<day>.html``,
+    beside one shared copy of Evidently's JS library."""
+
+    directory: str
+
+    def path_for(self, model_name: str, day: str) -> Path:
+        return Path(self.directory) / model_name / f"{day}.html"
+
+    def save(self, snapshot, model_name: str, day: str) -> Path:
+        return drift.save_html(snapshot, self.path_for(model_name, day))

@@ -1,0 +1,177 @@
+"""The code's shape holds: imports point down the layers, the environment is read in a few
+named modules, and the prediction service loads without Dagster.
+
+Layers, bottom to top (a module may import its own layer and any layer below, never above):
+
+0. ``mlops_core``: what training, monitoring and serving share (schema, specs, features, the
+   model bundle, MLflow loading, redaction and parsing helpers); imports no Dagster, nothing
+   of ``mlops_assets`` or ``serving``.
+1. the code location's base: settings, constants, keys, partitions, the IO manager, the
+   metrics store;
+2. ``data``  3. ``training`` (retraining and promotion too)  4. ``monitoring``  5. ``alerting``;
+6. ``resources``, ``definitions``, ``demo``.
+
+``serving`` (the prediction service) may import ``mlops_core`` and itself only. The walk reads
+every ``import`` in every module (function-level ones included) with ``ast``; nothing runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("mlops_core", "mlops_assets", "serving")
+BASE = {"settings", "constants", "keys", "partitions", "io", "metrics_db", "__init__"}
+STAGES = {"data": 2, "training": 3, "monitoring": 4, "alerting": 5}
+TOP = {"resources", "definitions", "demo"}
+# Product modules allowed to read the environment (besides serving's gunicorn.conf.py and
+# wsgi.py, and demo.py): the code location's settings and the service's config.
+ENV_READERS = {"mlops_assets/settings.py", "serving/config.py"}
+ENV_EXEMPT = {"serving/gunicorn.conf.py", "serving/wsgi.py", "mlops_assets/demo.py"}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO).with_suffix("")
+            name = ".".join(rel.parts).removesuffix(".__init__")
+            out[name] = path
+    return out
+
+
+def layer(module: str) -> tuple[str, int]:
+    """(side, rank): side "core", "assets" or "serving"; rank within the code location."""
+    parts = module.split(".")
+    if parts[0] == "mlops_core":
+        return "core", 0
+    if parts[0] == "serving":
+        return "serving", 0
+    if len(parts) == 1:
+        return "assets", 1
+    head = parts[1]
+    if head in STAGES:
+        return "assets", STAGES[head]
+    if head in TOP:
+        return "assets", 6
+    assert head in BASE, f"{module}: put it in a layer of test_layers.py"
+    return "assets", 1
+
+
+def imported(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def project_module(name: str, known: dict[str, Path]) -> str | None:
+    """The project module an import name refers to (``a.b.C`` -> ``a.b``), if any."""
+    while name:
+        if name in known:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def violations(extra: dict[str, set[str]] | None = None) -> list[str]:
+    """Every import that breaks the layering (``extra``: imports to pretend a module has)."""
+    known = modules()
+    found = []
+    for module, path in known.items():
+        side, rank = layer(module)
+        for name in sorted(imported(path) | (extra or {}).get(module, set())):
+            root = name.split(".")[0]
+            if side in ("core", "serving") and root == "dagster":
+                found.append(f"{module} imports {name} (no Dagster on this side)")
+                continue
+            target = project_module(name, known)
+            if target is None or target == module:
+                continue
+            t_side, t_rank = layer(target)
+            if side == "core" and t_side != "core":
+                found.append(f"{module} (mlops_core) imports {target}")
+            elif side == "serving" and t_side == "assets":
+                found.append(f"{module} (the service) imports the code location's {target}")
+            elif side == "assets" and t_side == "serving":
+                found.append(f"{module} imports the service's {target}")
+            elif side == "assets" and t_side == "assets" and t_rank > rank:
+                found.append(f"{module} (layer {rank}) imports {target} (layer {t_rank}): upward")
+    return found
+
+
+def test_imports_point_down():
+    assert violations() == []
+
+
+def test_the_walk_sees_each_kind_of_wrong_import():
+    """The check itself reports an upward import, Dagster in the core, the code location in
+    the service."""
+    found = violations(
+        {
+            "mlops_assets.training.promotion": {"mlops_assets.monitoring.assets"},
+            "mlops_core.bundle": {"dagster"},
+            "serving.runtime": {"mlops_assets.training.registry.ModelRegistry"},
+        }
+    )
+    assert sorted(found) == [
+        "mlops_assets.training.promotion (layer 3) imports mlops_assets.monitoring.assets (layer 4): upward",
+        "mlops_core.bundle imports dagster (no Dagster on this side)",
+        "serving.runtime (the service) imports the code location's mlops_assets.training.registry",
+    ]
+
+
+def reads_environment(path: Path) -> bool:
+    """``os.environ`` / ``os.getenv`` anywhere in the module, or imported from ``os``."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("environ", "getenv")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        ):
+            return True
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and {a.name for a in node.names}
+            & {
+                "environ",
+                "getenv",
+            }
+        ):
+            return True
+    return False
+
+
+def env_readers() -> set[str]:
+    return {str(p.relative_to(REPO)) for p in modules().values() if reads_environment(p)}
+
+
+def test_the_environment_is_read_in_few_places():
+    readers = env_readers() - ENV_EXEMPT
+    assert readers <= ENV_READERS, sorted(readers - ENV_READERS)
+    assert len(readers) <= 3
+
+
+def test_the_service_loads_without_dagster():
+    """Importing the service's URL configuration (all of its views and the model runtime)
+    leaves Dagster, and the code location, out of the process."""
+    code = (
+        "import os, sys\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'serving.settings'\n"
+        "import django; django.setup()\n"
+        "import serving.urls, serving.runtime, serving.api\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'mlops_assets'))\n"
+        "print(len(bad), bad[:5])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0 []"
