@@ -47,6 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench.baselines, and the project when run from another folder
 SPEC_NAME = "green_taxi_duration"
+JSON_BODY = {"Content-Type": "application/json"}  # the service refuses other types (415)
 
 LUA = r"""
 wrk.method = "POST"
@@ -119,7 +120,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise SystemExit(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
             try:
-                r = requests.post(self.url + "/predict", data=body, timeout=2)
+                r = requests.post(self.url + "/predict", data=body, headers=JSON_BODY, timeout=2)
                 if r.status_code == 200:
                     return
             except (requests.ConnectionError, requests.Timeout):
@@ -345,8 +346,8 @@ def check_same_predictions(service: Server, floor: Server, bodies: dict[str, Pat
 
     for key in ("one", "1k"):
         body = bodies[key].read_bytes()
-        a = requests.post(service.url + "/predict", data=body, timeout=30).json()
-        b = requests.post(floor.url + "/predict", data=body, timeout=30).json()
+        a = requests.post(service.url + "/predict", data=body, headers=JSON_BODY, timeout=30).json()
+        b = requests.post(floor.url + "/predict", data=body, headers=JSON_BODY, timeout=30).json()
         if a["duration_minutes"] != b["duration_minutes"] or a["model_version"] != version:
             raise SystemExit(f"service and floor disagree on body {key!r}")
     print("service and floor return identical predictions (1 row, 1k rows)", flush=True)

@@ -66,7 +66,7 @@ def independent_metrics(data_dir, bundle: ModelBundle, day: str) -> dict:
     trips = load_trips(SPEC, data_dir, day, next_day)
     cols = [*SPEC.features.categorical, *SPEC.features.numerical]
     current = trips[cols].reset_index(drop=True)
-    current["prediction"] = bundle.pipeline.predict(
+    raw = bundle.pipeline.predict(
         [
             {
                 "PULocationID": str(int(r.PULocationID)),
@@ -76,6 +76,9 @@ def independent_metrics(data_dir, bundle: ModelBundle, day: str) -> dict:
             for r in trips.itertuples()
         ]
     )
+    # Predictions stay inside the durations the spec trains on (1 to 180 minutes).
+    durations = SPEC.filters["duration"]
+    current["prediction"] = np.clip(raw, durations.min, durations.max)
     reference = bundle.reference[[*cols, "prediction"]]
     definition = DataDefinition(
         numerical_columns=["trip_distance", "prediction"],

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -21,7 +22,8 @@ from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
 from mlops_assets.resources import build_resources
 from mlops_assets.training.model import ModelBundle
-from mlops_assets_tests.helpers import failure_message
+from mlops_assets_tests.helpers import failure_message, train_month
+from mlops_core import features as F
 from mlops_core.specs import load_specs
 
 SPEC = load_specs()[0]
@@ -190,3 +192,29 @@ def test_month_without_trips_refuses_to_train_and_registers_nothing(
     assert "green_taxi_duration: no trips in 2022-02" in message
     assert R.model_registry(settings).champion(SPEC.name) is None
     assert not (isolated_env / "models").exists()
+
+
+def test_the_model_uses_distance_and_never_predicts_outside_the_durations(trip_data_dir, report_figure):
+    """The default spec trains inside its distance bounds: on real 2022-01 a longer trip takes
+    longer (for every zone pair seen), the distance coefficient is a plausible minutes-per-mile,
+    and no prediction leaves the trained duration range, even at the domain's edges."""
+    bundle = train_month(SPEC, trip_data_dir, "2022-01")
+    assert bundle.info.domain == {"trip_distance": [0.0, 80.0]}
+    assert bundle.info.target_range == [1.0, 180.0]
+    dv, model = bundle.pipeline.named_steps["dv"], bundle.pipeline.named_steps["model"]
+    per_mile = model.coef_[dv.feature_names_.index("trip_distance")]
+    report_figure(f"duration_model 2022-01: {per_mile:.3f} minutes per mile")
+    assert 1.0 < per_mile < 6.0  # 10 to 60 mph
+
+    pairs = bundle.reference[["PULocationID", "DOLocationID"]].drop_duplicates()
+    at = {
+        miles: bundle.predict(pairs.assign(trip_distance=float(miles)).reset_index(drop=True))
+        for miles in (0, 1, 10, 80)
+    }
+    assert (at[10] > at[1]).all()
+    for values in at.values():
+        assert np.isfinite(values).all()
+        assert values.min() >= 1.0 and values.max() <= 180.0
+    # The unclipped model does go below 1 minute somewhere: the clip is what keeps it out.
+    raw = bundle.pipeline.predict(F.to_dicts(pairs.assign(trip_distance=0.0), bundle.features))
+    assert raw.min() < 1.0

@@ -153,6 +153,7 @@ class RegistryOps:
 
         mlflow = _mlflow()
         import sklearn
+        import skops
 
         info = bundle.info
         with tempfile.TemporaryDirectory() as tmp:
@@ -180,10 +181,12 @@ class RegistryOps:
                         "n_holdout": info.n_holdout,
                     }
                 )
+                # skops, not (cloud)pickle: loading the MLflow model runs no code from it either.
                 model_info = mlflow.sklearn.log_model(
                     bundle.pipeline,
                     name="model",
-                    pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+                    serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                    pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
                     registered_model_name=name,
                 )
                 version = str(model_info.registered_model_version)

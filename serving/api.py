@@ -1,12 +1,14 @@
 """The JSON API: ``/predict``, ``/health``, ``/ready``, ``/model``, ``/reload`` (+ OpenAPI).
 
 Every answer is JSON, errors included: ``{"detail": "<what is wrong, naming the field>"}``
-(plus ``errors``, one entry per problem, for a 422). ``POST /predict`` reads the current
-model once and uses that object for the whole request (see ``runtime.py``); its body rules
-come from the model's features (``inputs.py``), and so does the ``Trip`` schema in
-``/openapi.json``. The hot path answers with a prebuilt ``HttpResponse``, so ninja does not
-re-validate the output; the response schemas below are for the document (and the tests
-check the answers against them).
+(plus ``errors``, one entry per problem, for a 422). ``POST /predict`` takes only
+``Content-Type: application/json`` (415 otherwise), reads the current model once and uses
+that object for the whole request (see ``runtime.py``); its body rules come from the model's
+features and trained domain (``inputs.py``), and so does the ``Trip`` schema in
+``/openapi.json``. ``/model`` tells what is served, never where the registry is. The hot
+path answers with a prebuilt ``HttpResponse``, so ninja does not re-validate the output;
+the response schemas below are for the document (and the tests check the answers against
+them).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from pathlib import PurePath
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -31,6 +34,7 @@ from serving.source import ModelSource, ModelUnavailable
 
 log = logging.getLogger("serving")
 JSON = "application/json; charset=utf-8"
+JSON_MEDIA_TYPE = "application/json"
 
 
 # --- response documents ---------------------------------------------------------------------
@@ -88,11 +92,11 @@ class ModelOut(Schema):
     name: str
     version: str
     alias: str | None
-    source: str
-    registry: str | None
+    source: str  # models:/<name>@<alias> (or /<version>), or file:<artifact>: no location
     algorithm: str
     target: str
     features: FeaturesOut
+    domain: dict[str, list[float | None]]  # numerical feature -> [min, max] trained on (None: open)
     training_window: WindowOut
     n_train: int
     holdout_metrics: ScoresOut
@@ -140,10 +144,10 @@ class ServingAPI(NinjaAPI):
             ]
         }
         operation = schema["paths"]["/predict"]["post"]
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": body}},
-        }
+        media_type: dict = {"schema": body}
+        if "example" in components["schemas"]["Trip"]:  # what Swagger UI's "Try it out" sends
+            media_type["example"] = components["schemas"]["Trip"]["example"]
+        operation["requestBody"] = {"required": True, "content": {JSON_MEDIA_TYPE: media_type}}
         return schema
 
 
@@ -169,10 +173,17 @@ def _no_model() -> HttpResponse:
     return _json(503, {"detail": f"no model loaded: {runtime.SERVICE.problem}"}, {"Retry-After": "5"})
 
 
+def _inputs(loaded: LoadedModel) -> TripInputs:
+    """The request rules of ``loaded``, its numerical features bounded to its trained domain
+    (``ModelInfo.domain``; older bundles have none)."""
+    return loaded.inputs.for_domain(loaded.bundle.info.domain)
+
+
 def _trip_schema(loaded: LoadedModel | None) -> dict:
     if loaded is not None:
-        return loaded.inputs.trip_schema()
-    # No model yet: document the features of the spec the model will come from, if known.
+        return _inputs(loaded).trip_schema()
+    # No model yet: document the features of the spec the model will come from, if known
+    # (bounded like the model trained from it will be: by the spec's filters).
     try:
         name = ModelSource.parse(config.model_uri()).name
         spec = next((s for s in load_specs(config.specs_dir()) if s.name == name), None)
@@ -180,9 +191,42 @@ def _trip_schema(loaded: LoadedModel | None) -> dict:
         spec = None
     if spec is None:
         return {"type": "object", "description": "the loaded model's feature fields"}
-    schema = TripInputs(spec.features, config.max_batch_rows()).trip_schema()
+    domain = {
+        c: [spec.filters[c].min, spec.filters[c].max] for c in spec.features.numerical if c in spec.filters
+    }
+    schema = TripInputs(spec.features, config.max_batch_rows(), domain).trip_schema()
     schema["description"] += f" (from spec {spec.name}: no model is loaded yet)"
     return schema
+
+
+def _content_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 1  # not a number: not an empty body either
+
+
+def _check_content_type(request: HttpRequest) -> None:
+    """415 unless the body is declared JSON (UTF-8, the only encoding JSON has).
+
+    A missing Content-Type is refused too: browsers send a cross-site POST without asking
+    first (no CORS preflight) only with no Content-Type or a form/text one, so requiring
+    application/json keeps web pages from making visitors' browsers post here; and clients
+    that mean JSON say so (curl -d alone sends application/x-www-form-urlencoded).
+    """
+    given = request.META.get("CONTENT_TYPE", "").strip()
+    media = (request.content_type or "").strip().lower()
+    charset = (request.content_params or {}).get("charset", "utf-8").strip().lower()
+    if media == JSON_MEDIA_TYPE and charset in ("utf-8", "utf8"):
+        return
+    got = repr(given[:100]) if given else "no Content-Type"
+    if media == JSON_MEDIA_TYPE:
+        got = f"charset {charset[:40]!r}; JSON is UTF-8"
+    raise BadInput(
+        415,
+        f"send the trips as JSON with the header 'Content-Type: {JSON_MEDIA_TYPE}' "
+        f"(charset utf-8 optional); got {got}",
+    )
 
 
 @api.exception_handler(BadInput)
@@ -202,7 +246,7 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     )
 
 
-_ERRORS = {400: ErrorOut, 411: ErrorOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut}
+_ERRORS = {400: ErrorOut, 411: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut, 503: ErrorOut}
 
 
 @api.post(
@@ -210,20 +254,24 @@ _ERRORS = {400: ErrorOut, 411: ErrorOut, 413: ErrorOut, 422: ErrorOut, 503: Erro
     response={200: PredictionOut | BatchPredictionOut, **_ERRORS},
     summary="Predict trip durations (minutes)",
     description=(
-        "Body: one trip (object) -> `duration_minutes` is a number; an array of trips -> "
-        "`duration_minutes` is a list in the same order. `model_version` (also in the "
-        "`X-Model-Version` header) names the model that made the prediction."
+        "Body (`Content-Type: application/json`): one trip (object) -> `duration_minutes` is "
+        "a number; an array of trips -> `duration_minutes` is a list in the same order. "
+        "`model_version` (also in the `X-Model-Version` header) names the model that made the "
+        "prediction. A numerical feature outside the range the model was trained on (the "
+        "`Trip` schema's minimum/maximum) is refused with 422."
     ),
 )
 def predict(request: HttpRequest):
+    # Django reads a WSGI body only up to its Content-Length: refuse a chunked one unread.
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if chunked and not request.META.get("CONTENT_LENGTH"):
+        raise BadInput(411, "send the body with a Content-Length (chunked bodies are not read)")
+    if _content_length(request):  # an empty body is a 400 below, whatever its (absent) type
+        _check_content_type(request)
     loaded = runtime.SERVICE.current  # this request's model, whatever a reload does meanwhile
     if loaded is None:
         return _no_model()
-    body = request.body
-    if not body and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
-        # Django reads a WSGI body only up to its Content-Length
-        raise BadInput(411, "send the body with a Content-Length (chunked bodies are not read)")
-    frame, single = loaded.inputs.parse(body)
+    frame, single = _inputs(loaded).parse(request.body)
     predictions = loaded.predict(frame)
     check_finite(predictions)
     payload: dict = {"model": loaded.name, "model_version": loaded.version}
@@ -259,6 +307,15 @@ def _scores(scores) -> dict:
     return {"rmse": number(scores.rmse), "mae": number(scores.mae), "n": scores.n}
 
 
+def _public_source(loaded: LoadedModel) -> str:
+    """Which model, not where it is: the registry's address and the bundle's folder stay out
+    of a public answer (they are in the service's log)."""
+    pin = loaded.pin
+    if pin.kind == "registry":
+        return f"models:/{pin.name}@{pin.alias}" if pin.alias else f"models:/{pin.name}/{pin.version}"
+    return f"file:{PurePath(pin.artifact).name}"
+
+
 @api.get("/model", response={200: ModelOut, 503: ErrorOut}, summary="The model being served")
 def model(request: HttpRequest):
     loaded = runtime.SERVICE.current
@@ -269,8 +326,7 @@ def model(request: HttpRequest):
         "name": loaded.name,
         "version": loaded.version,
         "alias": loaded.alias,
-        "source": loaded.source,
-        "registry": loaded.registry,
+        "source": _public_source(loaded),
         "algorithm": info.algorithm,
         "target": info.target,
         "features": {
@@ -278,6 +334,7 @@ def model(request: HttpRequest):
             "numerical": list(info.features.numerical),
             "missing": info.features.missing,
         },
+        "domain": _inputs(loaded).domain,
         "training_window": {
             "start": info.window_start,
             "end": info.window_end,

@@ -11,8 +11,10 @@ The app is ``serving.wsgi:application`` (set below). Environment:
   ``SERVING_RELOAD_WAIT_SECONDS`` plus the registry's timeouts).
 * ``SERVING_ACCESS_LOG`` (1): 0 turns the JSON access log on stdout off.
 
-Worker class ``sync``: one request at a time per worker, no keep-alive (put a proxy in front
-for slow clients, as gunicorn's docs advise). gthread was measured too: it lost throughput
+Worker class ``sync`` (``serving.gunicorn_logging.JsonErrorSyncWorker``: the sync worker,
+whose own error answers, e.g. to a malformed request line, are JSON like the service's): one
+request at a time per worker, no keep-alive (put a proxy in front for slow clients, as
+gunicorn's docs advise). gthread was measured too: it lost throughput
 at 64 connections, and in gunicorn 26.2 a worker that had served keep-alive clients waited
 the whole graceful timeout (30 s) on SIGTERM.
 
@@ -35,7 +37,8 @@ import tempfile
 wsgi_app = "serving.wsgi:application"
 bind = f"{os.environ.get('SERVING_HOST') or '127.0.0.1'}:{os.environ.get('SERVING_PORT') or 8000}"
 workers = int(os.environ.get("SERVING_WORKERS") or os.cpu_count() or 1)
-worker_class = "sync"
+# gunicorn's sync worker whose own error answers (bad request line, headers too large) are JSON
+worker_class = "serving.gunicorn_logging.JsonErrorSyncWorker"
 timeout = int(os.environ.get("SERVING_TIMEOUT") or 30)
 graceful_timeout = 30
 backlog = 2048

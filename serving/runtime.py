@@ -123,7 +123,7 @@ class ModelService:
         if pin.kind == "path":  # what was read, even if the folder changed since resolve()
             pin = replace(pin, version=bundle.info.version, fingerprint=bundle.info.fingerprint)
         try:
-            inputs = TripInputs(bundle.features, config.max_batch_rows())
+            inputs = TripInputs(bundle.features, config.max_batch_rows(), bundle.info.domain)
             _warm_up(bundle)
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelUnavailable(f"{pin.name}: the model cannot serve: {exc}") from exc

@@ -10,6 +10,8 @@
 * No database (``DATABASES = {}``), no auth/sessions/admin apps; one small middleware.
 * ``DATA_UPLOAD_MAX_MEMORY_SIZE`` = ``SERVING_MAX_BODY_BYTES`` (default 8 MiB): a larger body
   is refused with 413 before it is read.
+* Logging: one JSON object per line (``serving.logs``); Django's security events (a bad Host
+  header, a ``../`` path) are one WARNING line per kind and minute at most, without paths.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ TEMPLATES = [
 STATIC_URL = "/static/"
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = config.max_body_bytes()
+SECURITY_LOG_SECONDS = 60  # at most one line per kind of refused suspicious request per process
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
 USE_TZ = True
@@ -57,10 +60,17 @@ LOGGING = {
         "json": {"()": "serving.logs.JsonFormatter"},
         "json_brief": {"()": "serving.logs.JsonFormatter", "tracebacks": False},
     },
-    "filters": {"skip_expected_503": {"()": "serving.logs.SkipExpected503"}},
+    "filters": {
+        "skip_expected_503": {"()": "serving.logs.SkipExpected503"},
+        "throttle_security": {"()": "serving.logs.ThrottleSecurityLog", "seconds": SECURITY_LOG_SECONDS},
+    },
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "formatter": "json"},
-        "stderr_brief": {"class": "logging.StreamHandler", "formatter": "json_brief"},
+        "stderr_security": {
+            "class": "logging.StreamHandler",
+            "formatter": "json_brief",
+            "filters": ["throttle_security"],
+        },
     },
     "loggers": {
         "serving": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
@@ -72,8 +82,8 @@ LOGGING = {
             "filters": ["skip_expected_503"],
             "propagate": False,
         },
-        # a bad Host header or a ../ path: one line, no stack trace
-        "django.security": {"handlers": ["stderr_brief"], "level": "WARNING", "propagate": False},
+        # a bad Host header or a ../ path: a WARNING line a minute at most, no paths, no stack
+        "django.security": {"handlers": ["stderr_security"], "level": "WARNING", "propagate": False},
         "mlops_core": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
 }

@@ -12,10 +12,10 @@ from sklearn.linear_model import Lasso, LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from mlops_core import features as feats
-from mlops_core.bundle import PREDICTION, ModelBundle, ModelInfo, Scores
+from mlops_core.bundle import PREDICTION, ModelBundle, ModelInfo, Scores, clip_to
 from mlops_core.features import Features
 from mlops_core.schema import DURATION, PICKUP
-from mlops_core.specs import ModelSpec
+from mlops_core.specs import Bounds, ModelSpec
 
 ESTIMATORS = {"linear_regression": LinearRegression, "ridge": Ridge, "lasso": Lasso}
 
@@ -47,6 +47,8 @@ def fingerprint(spec: ModelSpec, train: pd.DataFrame, holdout: pd.DataFrame) -> 
                 "algorithm": spec.training.algorithm,
                 "params": spec.training.params,
                 "target": spec.target,
+                "filters": {c: b.model_dump() for c, b in sorted(spec.filters.items())},
+                "format": "skops",
             },
             sort_keys=True,
         ).encode()
@@ -55,6 +57,10 @@ def fingerprint(spec: ModelSpec, train: pd.DataFrame, holdout: pd.DataFrame) -> 
     for part in (train, holdout):
         h.update(pd.util.hash_pandas_object(part[cols], index=False).to_numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def bounds_of(bounds: Bounds | None) -> list[float | None] | None:
+    return None if bounds is None else [bounds.min, bounds.max]
 
 
 def reference_frame(
@@ -87,8 +93,10 @@ def train(
     y_train = fit_rows[DURATION].to_numpy(dtype="float64")
     pipeline.fit(feats.to_dicts(fit_rows, features), y_train)
 
+    # Predictions stay inside the target range the model was trained on (as ModelBundle.predict).
+    target_range = bounds_of(spec.filters.get(spec.target))
     y_hold = eval_rows[DURATION].to_numpy(dtype="float64")
-    pred_hold = feats.predict(pipeline, eval_rows, features)
+    pred_hold = clip_to(feats.predict(pipeline, eval_rows, features), target_range)
     info = ModelInfo(
         model_name=spec.name,
         algorithm=spec.training.algorithm,
@@ -102,6 +110,8 @@ def train(
         holdout=Scores.of(y_hold, pred_hold),
         mean_baseline=Scores.of(y_hold, np.full(len(y_hold), y_train.mean())),
         fingerprint=fingerprint(spec, train_rows, holdout_rows),
+        domain={c: bounds_of(spec.filters[c]) for c in features.numerical if c in spec.filters},
+        target_range=target_range,
     )
     return ModelBundle(pipeline, info, reference_frame(features, eval_rows, pred_hold))
 

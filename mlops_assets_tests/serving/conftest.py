@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -168,6 +169,15 @@ def service(monkeypatch) -> Iterator[runtime.ModelService]:
 
 
 @pytest.fixture
+def served(service, model_dir, monkeypatch):
+    """The January model (domain trip_distance in [0, 80]) served from its bundle folder."""
+    monkeypatch.setenv("MODEL_URI", str(model_dir / "lin_reg.bin"))
+    service.start(background=False)
+    assert service.current is not None, service.problem
+    return service
+
+
+@pytest.fixture
 def client() -> Client:
     return Client()
 
@@ -201,7 +211,7 @@ class GunicornServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, wait_ready: bool = True, timeout: float = 60.0) -> GunicornServer:
+    def start(self, *, wait_ready: bool = True, timeout: float = 120.0) -> GunicornServer:
         import requests
 
         self.port = free_port()
@@ -217,12 +227,16 @@ class GunicornServer:
         )
         deadline = time.monotonic() + timeout
         path = "/ready" if wait_ready else "/health"
+        # /ready answers from whichever worker accepts: with wait_ready, every worker must have
+        # loaded its model (a model load takes seconds; a request to a worker still loading is 503).
+        workers = int(env.get("SERVING_WORKERS") or 1) if wait_ready else 0
         try:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"gunicorn exited ({self.proc.returncode}):\n{self.log()}")
                 try:
-                    if requests.get(self.url + path, timeout=1).status_code == 200:
+                    up = requests.get(self.url + path, timeout=1).status_code == 200
+                    if up and self.workers_serving() >= workers:
                         return self
                 except (requests.ConnectionError, requests.Timeout):
                     pass
@@ -231,6 +245,15 @@ class GunicornServer:
         except BaseException:
             self.stop()
             raise
+
+    def workers_serving(self) -> int:
+        """How many worker processes have logged that they serve a model."""
+        pids = set()
+        for line in self.log().splitlines():
+            if '"logger": "serving"' in line and '"message": "serving ' in line:
+                with contextlib.suppress(ValueError, KeyError):
+                    pids.add(json.loads(line)["pid"])
+        return len(pids)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

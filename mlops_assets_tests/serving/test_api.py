@@ -24,14 +24,6 @@ from serving import runtime
 TRIP = {"PULocationID": 74, "DOLocationID": 168, "trip_distance": 2.5}
 
 
-@pytest.fixture
-def served(service, model_dir, monkeypatch):
-    monkeypatch.setenv("MODEL_URI", str(model_dir / "lin_reg.bin"))
-    service.start(background=False)
-    assert service.current is not None, service.problem
-    return service
-
-
 def post(client: Client, body, **extra):
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     return client.post("/predict", data=data, content_type="application/json", **extra)
@@ -73,8 +65,9 @@ def test_model_describes_the_bundle(served, client, january_model, model_dir):
     assert body["name"] == "green_taxi_duration"
     assert body["version"] == f"fingerprint:{info.fingerprint}"  # not registered: no version
     assert body["alias"] is None
-    assert body["source"] == str(model_dir / "lin_reg.bin")
-    assert body["registry"] is None
+    # issue 11: which file, not where it is (was the absolute path); no "registry" field
+    assert body["source"] == "file:lin_reg.bin"
+    assert "registry" not in body
     assert body["training_window"] == {
         "start": "2022-01-01",
         "end": "2022-01-31",

@@ -21,6 +21,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+# What `-f docker-compose.yml -f docker-compose.debug.yml` adds: PostgreSQL's published port.
+DEBUG_COMPOSE_FILE = REPO / "docker-compose.debug.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 INIT_SCRIPT = REPO / "config" / "postgres" / "init-databases.sh"
 # The REQUIRED values of .env.example, as a user fills them in (distinct, so each is traceable).
@@ -33,6 +35,8 @@ SECRETS = {
     "GRAFANA_ADMIN_PASSWORD": "grafana-admin-secret",
     "SERVING_RELOAD_TOKEN": "reload-token",
     "DJANGO_SECRET_KEY": "django-secret",
+    "MLFLOW_ADMIN_PASSWORD": "mlflow-admin-secret",  # MLflow wants at least 12 characters
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "mlflow-flask-secret",
 }
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -103,12 +107,12 @@ def _walk(node, env):
     return node
 
 
-def raw_compose() -> dict:
-    return yaml.safe_load(COMPOSE_FILE.read_text())
+def raw_compose(path: Path = COMPOSE_FILE) -> dict:
+    return yaml.safe_load(path.read_text())
 
 
-def compose_strings() -> str:
-    """Every string value of docker-compose.yml, one per line (comments are not interpolated)."""
+def compose_strings(path: Path = COMPOSE_FILE) -> str:
+    """Every string value of a compose file, one per line (comments are not interpolated)."""
     out = []
 
     def walk(node):
@@ -121,13 +125,13 @@ def compose_strings() -> str:
             for value in node.values():
                 walk(value)
 
-    walk(raw_compose())
+    walk(raw_compose(path))
     return "\n".join(out)
 
 
-def compose(env: dict[str, str]) -> dict:
-    """docker-compose.yml as Compose sees it with ``env`` as the .env file."""
-    return _walk(raw_compose(), env)
+def compose(env: dict[str, str], path: Path = COMPOSE_FILE) -> dict:
+    """docker-compose.yml (or another compose file) as Compose sees it with ``env`` as .env."""
+    return _walk(raw_compose(path), env)
 
 
 def env_example() -> dict[str, str]:
@@ -145,6 +149,27 @@ def service_environment(config: dict, service: str) -> dict[str, str]:
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
     return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def bind_source(config: dict, service: str, target: str) -> Path:
+    """The repository file a service bind-mounts at ``target`` (``./path:target[:ro]``)."""
+    for mount in config["services"][service].get("volumes") or []:
+        if isinstance(mount, str) and mount.startswith("./") and mount.split(":")[1] == target:
+            return REPO / mount.split(":")[0]
+    raise AssertionError(f"{service} mounts no repository file at {target}")
+
+
+def run_python_healthcheck(test: list[str], replace: tuple[str, str], env: dict | None = None) -> bool:
+    """A compose healthcheck of the form ``["CMD", "python", "-c", code]``, run here with this
+    interpreter, the container's address replaced (``replace`` = (old, new))."""
+    import sys
+
+    assert test[:3] == ["CMD", "python", "-c"], test
+    assert replace[0] in test[3], f"{replace[0]} is not in the healthcheck {test[3]}"
+    code = test[3].replace(*replace)
+    return (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, env=env).returncode == 0
+    )
 
 
 def dotenv(**secrets: str) -> dict[str, str]:
@@ -341,6 +366,52 @@ def grafana_sql(
     if re.search(r"\$\{?[A-Za-z_]", expanded) or "[[" in expanded:
         raise ValueError(f"a dashboard variable was left in: {expanded}")
     return expanded
+
+
+# --- the compose `mlflow` service on loopback ------------------------------------------------
+def mlflow_server(
+    config: dict, databases: StackDatabases, port: int, artifacts: Path
+) -> tuple[list[str], dict]:
+    """The `mlflow` service's command and environment from ``config``, on 127.0.0.1:``port``
+    with one worker, its backend store and its users (MLflow's authentication) in the MLflow
+    database that ``databases`` made, artifacts in ``artifacts``, the repository's
+    basic_auth.ini. Returns (command, environment)."""
+    import sys
+
+    service = config["services"]["mlflow"]
+    cmd = list(service["command"])
+    assert cmd[:2] == ["mlflow", "server"]
+    cmd[cmd.index("--host") + 1] = "127.0.0.1"
+    cmd[cmd.index("--port") + 1] = str(port)
+    cmd[cmd.index("--workers") + 1] = "1"
+    cmd[cmd.index("--artifacts-destination") + 1] = str(artifacts)
+    env = service_environment(config, "mlflow")
+    assert set(env) == {
+        "MLFLOW_BACKEND_STORE_URI",
+        "MLFLOW_AUTH_CONFIG_PATH",
+        "MLFLOW_AUTH_ADMIN_USERNAME",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+        "PGHOST",
+        "PGPORT",
+        "PGDATABASE",
+        "PGUSER",
+        "PGPASSWORD",
+    }, sorted(env)
+    env.update(
+        {
+            "MLFLOW_BACKEND_STORE_URI": databases.mlflow_url,
+            "MLFLOW_AUTH_CONFIG_PATH": str(bind_source(config, "mlflow", env["MLFLOW_AUTH_CONFIG_PATH"])),
+            "PGHOST": databases.host,
+            "PGPORT": str(databases.port),
+            "PGDATABASE": databases.names["MLFLOW_DB"],
+            "PGUSER": databases.names["MLFLOW_DB_USER"],
+            "PGPASSWORD": "",  # the test server trusts loopback
+        }
+    )
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MLFLOW_"))}
+    return [str(Path(sys.executable).parent / "mlflow"), *cmd[1:]], {**inherited, **env}
 
 
 # --- real processes on free ports ---------------------------------------------------------

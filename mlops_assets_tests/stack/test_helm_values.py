@@ -142,5 +142,23 @@ def test_no_secret_is_written_in_the_values(values):
     assert [s["name"] for s in deployment["envSecrets"]] == ["mlops-assets-env"]
     # every key of that Secret the code reads is documented where the Secret is created
     scale_out = (REPO / "docs" / "scale-out.md").read_text()
-    for key in ("METRICS_DATABASE_URL", "SMTP_PASSWORD", "SERVING_RELOAD_TOKEN"):
+    for key in ("METRICS_DATABASE_URL", "SMTP_PASSWORD", "SERVING_RELOAD_TOKEN", "MLFLOW_TRACKING_PASSWORD"):
         assert key in VALUES_FILE.read_text() and key in scale_out
+    assert "MLFLOW_TRACKING_PASSWORD" not in deployment["env"]  # a secret: in the Secret only
+
+
+def test_services_the_chart_does_not_deploy_are_said_to_be_deployed_separately(values):
+    """The chart deploys Dagster only: the MLflow server and the prediction service the code
+    location talks to are placeholders, and the values and docs/scale-out.md say so."""
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    text = VALUES_FILE.read_text()
+    scale_out = (REPO / "docs" / "scale-out.md").read_text()
+    assert "NOT deployed" in text and "deploy them separately" in text
+    for name in ("MLFLOW_TRACKING_URI", "SERVING_URL"):
+        assert name in deployment["env"]
+    # nothing in the values deploys them: no key of the chart's describes MLflow or serving
+    chart_keys = set(values) - {"dagster-user-deployments"}
+    assert not any("mlflow" in k.lower() or "serving" in k.lower() for k in chart_keys)
+    assert "deployed separately" in scale_out
+    # the code location logs in to MLflow as compose's user-code does
+    assert deployment["env"]["MLFLOW_TRACKING_USERNAME"]

@@ -1,16 +1,19 @@
 """The compose stack's MLflow server and prediction service, as real processes.
 
-Exercises the `mlflow` service's command from docker-compose.yml (`mlflow server`, backend
-store in the MLflow database that config/postgres/init-databases.sh made, as its own role,
-artifacts proxied into a temporary artifacts destination; health-checked with the compose
-healthcheck; its --allowed-hosts accepting the compose host name), and the `serving`
-service's command and environment (gunicorn, MODEL_URI = the champion, MLFLOW_TRACKING_URI =
-the server, its own empty bundle cache). The project's real assets then talk to the server:
+Exercises the `mlflow` service's command from docker-compose.yml (`mlflow server` with MLflow's
+authentication, backend store and users in the MLflow database that
+config/postgres/init-databases.sh made, as its own role, artifacts proxied into a temporary
+artifacts destination; health-checked with the compose healthcheck; its --allowed-hosts
+accepting the compose host name), and the `serving` service's command and environment
+(gunicorn, MODEL_URI = the champion, MLFLOW_TRACKING_URI = the server with the compose
+credentials, its own empty bundle cache). The project's real assets then talk to the server:
 `duration_model` trains on real 2022-01 trips and registers v1 (champion), the prediction
 service loads it from the server, and `retrained_model` for the breach day 2022-01-31 trains
 v2 on the trailing window, scores both on the same holdout, decides, records the decision in
 MLflow tags and the metrics DB timeline (PostgreSQL), and, when it promotes, calls the
-service's /reload with the compose token. MlflowClient against the server checks versions,
+service's /reload with the compose token. Every client logs in with the credentials the
+compose file gives user-code and serving (test_mlflow_auth.py: anonymous ones are refused).
+MlflowClient against the server checks versions,
 the `champion` alias and the decision tags; the bundle is downloaded from the server into an
 empty cache. The code location gets the stack's values as ``Settings`` (metrics DB and
 tracking URI, the service's URL; the reload token, a secret, through SERVING_RELOAD_TOKEN).
@@ -24,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -48,6 +50,8 @@ from mlops_assets_tests.stack.support import (
     SECRETS,
     compose,
     dotenv,
+    mlflow_server,
+    run_python_healthcheck,
     service_environment,
     start_listening,
 )
@@ -64,12 +68,6 @@ def get(url: str, **kw) -> requests.Response | None:
         return requests.get(url, timeout=5, **kw)
     except requests.RequestException:
         return None
-
-
-def run_healthcheck(test: list[str], replace: tuple[str, str]) -> bool:
-    assert test[:3] == ["CMD", "python", "-c"]
-    code = test[3].replace(*replace)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode == 0
 
 
 def materialize(defs, key: str, partition: str):
@@ -96,24 +94,17 @@ def test_models_registered_promoted_and_served_through_the_compose_mlflow_server
             path.unlink()
 
     artifacts = tmp_path / "mlartifacts"
-    assert services["mlflow"]["command"][:2] == ["mlflow", "server"]
-    assert set(service_environment(config, "mlflow")) == {"MLFLOW_BACKEND_STORE_URI"}
-
-    def mlflow_server(port: int):
-        cmd = list(services["mlflow"]["command"])
-        cmd[cmd.index("--host") + 1] = "127.0.0.1"
-        cmd[cmd.index("--port") + 1] = str(port)
-        cmd[cmd.index("--workers") + 1] = "1"
-        cmd[cmd.index("--artifacts-destination") + 1] = str(artifacts)
-        return [str(BIN / "mlflow"), *cmd[1:]], {
-            **os.environ,
-            "MLFLOW_BACKEND_STORE_URI": stack_db.mlflow_url,
-        }
 
     def mlflow_healthy(port: int) -> bool:  # the compose healthcheck, on this port
-        return run_healthcheck(
+        return run_python_healthcheck(
             services["mlflow"]["healthcheck"]["test"], ("127.0.0.1:5000", f"127.0.0.1:{port}")
         )
+
+    # The code location (in this process) logs in as the compose file has user-code do it.
+    user_code = service_environment(config, "user-code")
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, user_code[name])
+    login = (user_code["MLFLOW_TRACKING_USERNAME"], user_code["MLFLOW_TRACKING_PASSWORD"])
 
     serving_env = service_environment(config, "serving")
     assert serving_env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
@@ -140,7 +131,7 @@ def test_models_registered_promoted_and_served_through_the_compose_mlflow_server
     server = service = None
     try:
         server, mlflow_port = start_listening(
-            mlflow_server,
+            lambda port: mlflow_server(config, stack_db, port, artifacts),
             cwd=tmp_path,
             log_path=tmp_path / "mlflow.log",
             ready=mlflow_healthy,
@@ -151,8 +142,8 @@ def test_models_registered_promoted_and_served_through_the_compose_mlflow_server
         # --allowed-hosts from the compose file: the compose host name passes, others do not
         # (/health is exempt from the check, so ask the REST API)
         api = f"{tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
-        assert get(api, headers={"Host": "mlflow:5000"}).status_code == 200
-        assert get(api, headers={"Host": "attacker.example:5000"}).status_code == 403
+        assert get(api, headers={"Host": "mlflow:5000"}, auth=login).status_code == 200
+        assert get(api, headers={"Host": "attacker.example:5000"}, auth=login).status_code == 403
 
         defs = build_defs([SPEC], R.build_resources(settings))
         trained = materialize(defs, C.DURATION_MODEL, "2022-01-01")
@@ -176,7 +167,6 @@ def test_models_registered_promoted_and_served_through_the_compose_mlflow_server
         assert first["model_version"] == "1"
 
         # The breach-day retrain, telling the service to reload as the compose stack does.
-        user_code = service_environment(config, "user-code")
         assert user_code["SERVING_URL"] == "http://serving:8000"
         monkeypatch.setenv("SERVING_RELOAD_TOKEN", user_code["SERVING_RELOAD_TOKEN"])  # via dg.EnvVar
         settings = dataclasses.replace(settings, serving_url=serving_url, serving_token_set=True)
