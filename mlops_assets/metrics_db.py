@@ -233,15 +233,12 @@ class MetricsDB(dg.ConfigurableResource):
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
-    def database_url(self) -> str:
-        return self.url
-
     def describe(self) -> str:
-        return redact_url(self.database_url())
+        return redact_url(self.url)
 
     def _engine_key(self) -> tuple:
         return (
-            self.database_url(),
+            self.url,
             self.connect_timeout_seconds,
             self.lock_timeout_seconds,
             self.statement_timeout_seconds,
@@ -259,7 +256,7 @@ class MetricsDB(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            url, key = self.database_url(), self._engine_key()
+            url, key = self.url, self._engine_key()
             with _ENGINES_LOCK:
                 cached = _ENGINES.get(key)
             if cached is not None:

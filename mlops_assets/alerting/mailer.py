@@ -50,29 +50,14 @@ class Mailer(dg.ConfigurableResource):
     grafana_url: str | None = None
 
     # --- settings -------------------------------------------------------------------------
-    def host(self) -> str | None:
-        return self.smtp_host or None
-
     def port(self) -> int:
-        return self.smtp_port or (587 if self.starttls() else 25)
-
-    def starttls(self) -> bool:
-        return self.smtp_starttls
-
-    def user(self) -> str | None:
-        return self.smtp_user or None
-
-    def _password(self) -> str | None:
-        return self.smtp_password or None
+        return self.smtp_port or (587 if self.smtp_starttls else 25)
 
     def from_address(self) -> str:
-        return self.sender or self.user() or DEFAULT_SENDER
+        return self.sender or self.smtp_user or DEFAULT_SENDER
 
     def to_addresses(self) -> list[str]:
         return [a.strip() for a in (self.recipients or "").split(",") if a.strip()]
-
-    def outbox(self) -> Path:
-        return Path(self.outbox_dir)
 
     def links(self, model_name: str) -> dict[str, str]:
         """Where an alert's reader looks next: the drift partitions in Dagster, Grafana."""
@@ -84,20 +69,20 @@ class Mailer(dg.ConfigurableResource):
         return out
 
     def describe(self) -> str:
-        host = self.host()
+        host = self.smtp_host
         if not host:
-            return f"outbox {self.outbox()} (no SMTP_HOST)"
-        user = f"{self.user()}@" if self.user() else ""
-        tls = ", STARTTLS" if self.starttls() else (", TLS" if self.port() == 465 else "")
+            return f"outbox {self.outbox_dir} (no SMTP_HOST)"
+        user = f"{self.smtp_user}@" if self.smtp_user else ""
+        tls = ", STARTTLS" if self.smtp_starttls else (", TLS" if self.port() == 465 else "")
         return f"smtp://{user}{host}:{self.port()}{tls}"
 
     def scrub(self, text: str) -> str:
-        return scrub(text, self._password())
+        return scrub(text, self.smtp_password)
 
     # --- sending --------------------------------------------------------------------------
     def compose(self, subject: str, body: str) -> EmailMessage:
         recipients = self.to_addresses()
-        if self.host() and not recipients:
+        if self.smtp_host and not recipients:
             raise MailError("ALERT_EMAIL_TO is not set: there is nobody to send the alert to")
         msg = EmailMessage()
         msg["Subject"] = subject
@@ -110,21 +95,21 @@ class Mailer(dg.ConfigurableResource):
 
     def send(self, msg: EmailMessage) -> str:
         """Send ``msg``; returns where it went. Raises ``MailError`` (password scrubbed)."""
-        host = self.host()
+        host = self.smtp_host
         if not host:
             return str(self._write_outbox(msg))
         try:
-            if self.port() == 465 and not self.starttls():
+            if self.port() == 465 and not self.smtp_starttls:
                 smtp = smtplib.SMTP_SSL(host, self.port(), timeout=self.timeout_seconds)
             else:
                 smtp = smtplib.SMTP(host, self.port(), timeout=self.timeout_seconds)
             with smtp:
                 smtp.ehlo()
-                if self.starttls():
+                if self.smtp_starttls:
                     smtp.starttls(context=ssl.create_default_context())
                     smtp.ehlo()
-                if self.user():
-                    smtp.login(self.user(), self._password() or "")
+                if self.smtp_user:
+                    smtp.login(self.smtp_user, self.smtp_password or "")
                 refused = smtp.send_message(msg)
         except (smtplib.SMTPException, OSError) as exc:
             raise MailError(
@@ -135,7 +120,7 @@ class Mailer(dg.ConfigurableResource):
         return self.describe()
 
     def _write_outbox(self, msg: EmailMessage) -> Path:
-        folder = self.outbox()
+        folder = Path(self.outbox_dir)
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         path = folder / f"{stamp}.eml"
