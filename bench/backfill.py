@@ -4,7 +4,8 @@
     one run: trips → predictions → drift_metrics → dummy_metrics for every day);
 (b) one run per partition: the same command once per day (what a multi-run backfill does);
 (c) the floor: a plain Python loop with no Dagster that reads the month, predicts and calls
-    Evidently per day with the same metrics (also in its own process, imports included).
+    Evidently per day with the same metrics (drift with the pinned method, RMSE, MAE,
+    MeanError, drifted columns, missing values; also in its own process, imports included).
 
 Prints wall times, the ratios (a)/(c) and (b)/(a). Real data from TRIP_DATA_DIR (default
 ../shared/data/nyc-tlc). Each variant gets a fresh MLOPS_HOME with the same trained model.
@@ -34,8 +35,8 @@ FLOOR = r"""
 import sys, time, warnings
 warnings.filterwarnings("ignore")
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.metrics import DatasetMissingValueCount, DriftedColumnsCount, ValueDrift
+from evidently import DataDefinition, Dataset, Regression, Report
+from evidently.metrics import MAE, RMSE, DatasetMissingValueCount, DriftedColumnsCount, MeanError, ValueDrift
 from mlops_core.bundle import ModelBundle
 bundle_dir, data_file, month = sys.argv[1:4]
 bundle = ModelBundle.load(__import__("pathlib").Path(bundle_dir))
@@ -44,16 +45,19 @@ df = pd.read_parquet(data_file)
 df["duration"] = (df.lpep_dropoff_datetime - df.lpep_pickup_datetime).dt.total_seconds() / 60
 start = pd.Timestamp(month + "-01"); end = start + pd.offsets.MonthBegin(1)
 df = df[(df.lpep_pickup_datetime >= start) & (df.lpep_pickup_datetime < end) & df.duration.between(1, 180)]
-definition = DataDefinition(numerical_columns=["trip_distance", "prediction"],
-                            categorical_columns=["PULocationID", "DOLocationID"])
-reference = Dataset.from_pandas(bundle.reference[cols + ["prediction"]], data_definition=definition)
+definition = DataDefinition(numerical_columns=["trip_distance", "prediction", "duration"],
+                            categorical_columns=["PULocationID", "DOLocationID"],
+                            regression=[Regression(target="duration", prediction="prediction")])
+reference = Dataset.from_pandas(bundle.reference[cols + ["prediction", "duration"]],
+                                data_definition=definition)
 values = []
 for day, g in df.groupby(df.lpep_pickup_datetime.dt.normalize()):
-    cur = g[cols].reset_index(drop=True)
+    cur = g[cols + ["duration"]].reset_index(drop=True)
     cur["prediction"] = bundle.pipeline.predict(
         [{"PULocationID": str(a), "DOLocationID": str(b), "trip_distance": c}
          for a, b, c in zip(cur.PULocationID, cur.DOLocationID, cur.trip_distance)])
-    snap = Report([ValueDrift(column="prediction"), DriftedColumnsCount(columns=cols),
+    snap = Report([ValueDrift(column="prediction", method="wasserstein"), RMSE(), MAE(error_distr=False),
+                   MeanError(), DriftedColumnsCount(columns=cols),
                    DatasetMissingValueCount(columns=cols)]).run(
         Dataset.from_pandas(cur, data_definition=definition), reference)
     values.append(snap.dict()["metrics"][0]["value"])

@@ -23,6 +23,7 @@ CHECK_TRIPS_NOT_EMPTY = "rows_on_weekdays"
 CHECK_TRIPS_DURATION = "duration_within_bounds"
 CHECK_MODEL_RMSE = "holdout_rmse_beats_mean"
 CHECK_DRIFT_THRESHOLD = "prediction_drift_below_threshold"
+CHECK_MODEL_QUALITY = "model_quality_within_rules"
 
 # Resource keys.
 TRIP_SOURCE = "trip_source"

@@ -27,6 +27,7 @@ from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.data.sources import TripDataError
 from mlops_assets.definitions import build_defs
 from mlops_assets.settings import Settings
+from mlops_assets.training.retrain import TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
 from mlops_core.specs import ModelSpec, load_specs
 
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
@@ -178,17 +179,22 @@ class Demo:
         )
         days = self.metadata(result, self.key(C.DRIFT_METRICS))
         drifts = [md["prediction_drift"] for _, md in days if isinstance(md["prediction_drift"], float)]
-        above = sum(d > self.spec.drift_threshold() for d in drifts)
+        ratios = [md["rmse_ratio"] for _, md in days if isinstance(md.get("rmse_ratio"), float)]
+        rule = self.spec.monitoring.drift_check_rule()
+        past = sum(rule.crosses(d) for d in drifts)
+        quality = (
+            f"; RMSE ratio median {statistics.median(ratios):.2f}, max {max(ratios):.2f}" if ratios else ""
+        )
         say(
             f"    {len(days)} days: drift median {statistics.median(drifts):.3f}, max {max(drifts):.3f}; "
-            f"{above} day(s) above {self.spec.drift_threshold():.2f}"
+            f"{past} day(s) {'above' if rule.op == '>' else 'below'} {rule.threshold:.2f}{quality}"
         )
         return days
 
     def sensor_tick(self) -> list[dict]:
         """One evaluation of the real drift alert sensor, then the runs it requested."""
         self.step += 1
-        say(f"[{self.step}] Drift alert sensor evaluates the new dummy_metrics rows ...")
+        say(f"[{self.step}] Alert sensor judges the new dummy_metrics rows by the spec's rules ...")
         sensor = self.defs.resolve_sensor_def(sensor_name(self.spec))
         with dg.build_sensor_context(
             instance=self.instance, cursor=self.cursor, resources=self.defs.resources
@@ -199,7 +205,12 @@ class Demo:
             say(f"    {result.skip_reason.skip_message}")
         outcomes = []
         for request in result.run_requests or []:
-            say(f"    requested: retrain for breach day {request.partition_key} (run key {request.run_key})")
+            trigger = request.tags.get(TRIGGER_RULE_TAG, "?")
+            value = request.tags.get(TRIGGER_VALUE_TAG, "?")
+            say(
+                f"    requested: retrain for breach day {request.partition_key} by rule {trigger} "
+                f"(value {value}; run key {request.run_key})"
+            )
             run = self.run(
                 f"Retrain on the {self.spec.retraining.window_days} days ending {request.partition_key}",
                 [C.RETRAINED_MODEL],
@@ -232,7 +243,9 @@ def main() -> int:
     say(f"metrics DB     {db.describe()}")
     say(f"MLflow         {R.model_registry(settings).describe()}")
     say(f"alert email    {demo.defs.resources['mailer'].describe()}")
-    say(f"threshold      {spec.drift_threshold():.2f} (prediction drift)")
+    say(f"drift method   {spec.drift_method} (Evidently ValueDrift on the predictions)")
+    for rule in spec.monitoring.rules:
+        say(f"alert rule     {rule.describe()}{' -> retrain' if rule.retrain else ''}")
     say(f"months         train {spec.training.month}; monitor {', '.join(months)}")
     if db.metrics(spec.name):
         say()
@@ -250,31 +263,50 @@ def main() -> int:
     return 0
 
 
+def fired(alerts: list[dict]) -> str:
+    """Which rules fired on a day, and whether their email went out: ``drift,rmse_ratio (sent)``."""
+    if not alerts:
+        return ""
+    status = "sent" if all(a["status"] == "sent" for a in alerts) else "pending"
+    return f"{','.join(a['rule'] for a in alerts)} ({status})"
+
+
 def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> None:
     db = R.metrics_db(settings)
     rows = db.metrics(spec.name)
-    alerts = {a["timestamp"]: a for a in db.alerts(spec.name)}
+    all_alerts = db.alerts(spec.name)
+    by_day: dict = {}
+    for a in all_alerts:
+        by_day.setdefault(a["timestamp"], []).append(a)
     timeline = db.timeline(spec.name)
     starts = {t["effective_from"]: t for t in timeline}
-    threshold = spec.drift_threshold()
-    say("Timeline (one row per monitored day)")
+    rules = {r.metric: r for r in spec.monitoring.rules}
+    say("Timeline (one row per monitored day; ! marks a value past its rule's threshold)")
     table_rows = []
+
+    def cell(row: dict, column: str, digits: int) -> str:
+        value = row[column]
+        if value is None:
+            return "n/a"
+        rule = rules.get(column)
+        mark = "!" if rule is not None and rule.crosses(value) else ""
+        return f"{value:.{digits}f}{mark}"
+
     for row in rows:
         day = row["timestamp"].date()
-        alert = alerts.get(row["timestamp"])
         event = ""
         if day in starts:
             t = starts[day]
             event = f"v{t['model_version']} in effect ({t['reason']})"
-        drift = row["prediction_drift"]
         table_rows.append(
             {
                 "day": str(day),
                 "trips": row["n_rows"],
-                "drift": "n/a" if drift is None else f"{drift:.4f}",
-                "": "!" if drift is not None and drift > threshold else "",
+                "drift": cell(row, "prediction_drift", 4),
+                "rmse": cell(row, "rmse", 2),
+                "rmse_ratio": cell(row, "rmse_ratio", 2),
                 "model": f"v{row['model_version']}",
-                "alert": "" if alert is None else f"{alert['status']}",
+                "rules fired": fired(by_day.get(row["timestamp"], [])),
                 "model change": event,
             }
         )
@@ -297,9 +329,12 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
         )
     )
     say()
-    sent = [a for a in alerts.values() if a["status"] == "sent"]
+    sent = [a for a in all_alerts if a["status"] == "sent"]
+    per_rule = ", ".join(
+        f"{r.id} {sum(a['rule'] == r.id for a in all_alerts)}" for r in spec.monitoring.rules
+    )
     say(
-        f"Alerts: {len(alerts)} breach(es) of {threshold:.2f}, {len(sent)} emailed in "
+        f"Alerts: {len(all_alerts)} breach(es) ({per_rule}), {len(sent)} emailed in "
         f"{len({a['message_id'] for a in sent})} email(s); retrains: {len(retrains)}, promoted: "
         f"{sum(r['decision'] == 'promoted' for r in retrains)}"
     )

@@ -1,5 +1,5 @@
 """The metrics database: ``dummy_metrics`` (one row per model and day), the model timeline
-(which model version is in effect from which day) and the drift alerts.
+(which model version is in effect from which day) and the alerts (one per rule and day).
 
 SQLite by default (a file in ``MLOPS_HOME``), PostgreSQL when ``METRICS_DATABASE_URL`` says
 so (``postgresql+psycopg2://…``); the resource gets the URL as a value. Monitoring writes
@@ -54,6 +54,15 @@ dummy_metrics = sa.Table(
     sa.Column("report_path", sa.Text()),
     sa.Column("dagster_run_id", sa.String(64)),
     sa.Column("computed_at", sa.DateTime(), nullable=False),  # UTC
+    # Model quality on the day's scored trips (minutes; mean_error = prediction - actual), and
+    # rmse over the holdout RMSE of the model in effect (holdout_rmse). Null without scored rows.
+    sa.Column("rmse", sa.Float()),
+    sa.Column("mae", sa.Float()),
+    sa.Column("mean_error", sa.Float()),
+    sa.Column("rmse_ratio", sa.Float()),
+    sa.Column("holdout_rmse", sa.Float()),
+    # Evidently's method behind prediction_drift (the spec pins it: wasserstein by default).
+    sa.Column("drift_method", sa.String(32)),
     # One row per model and day; the index behind it also serves "latest row per model"
     # (WHERE model_name = ? ORDER BY timestamp DESC LIMIT 1 is a backward index scan).
     sa.UniqueConstraint("model_name", "timestamp", name="uq_dummy_metrics_model_timestamp"),
@@ -76,24 +85,44 @@ model_timeline = sa.Table(
     sa.UniqueConstraint("model_name", "effective_from", name="uq_model_timeline_model_day"),
 )
 
-drift_alerts = sa.Table(
-    "drift_alerts",
+alerts_table = sa.Table(
+    "alerts",
     metadata,
     sa.Column("id", ID, primary_key=True, autoincrement=True),
     sa.Column("model_name", sa.String(100), nullable=False),
+    sa.Column("rule", sa.String(64), nullable=False),  # the rule's id: its name, else its metric
+    sa.Column("metric", sa.String(64), nullable=False),  # the dummy_metrics column it watches
+    sa.Column("op", sa.String(2), nullable=False),  # > or <
+    sa.Column("threshold", sa.Float(), nullable=False),
+    sa.Column("for_days", sa.Integer(), nullable=False, server_default="1"),
     sa.Column("timestamp", sa.DateTime(), nullable=False),  # the breaching day (dummy_metrics)
-    sa.Column("prediction_drift", sa.Float(), nullable=False),
-    sa.Column("drift_threshold", sa.Float(), nullable=False),
+    sa.Column("value", sa.Float(), nullable=False),  # the metric on that day
     sa.Column("model_version", sa.String(50)),
+    sa.Column("retrain", sa.Boolean(), nullable=False),  # whether the rule requests a retrain
     sa.Column("detected_at", sa.DateTime(), nullable=False),  # UTC
     sa.Column("status", sa.String(16), nullable=False),  # pending | sent
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text()),
     sa.Column("sent_at", sa.DateTime()),
     sa.Column("message_id", sa.String(255)),
-    sa.UniqueConstraint("model_name", "timestamp", name="uq_drift_alerts_model_timestamp"),
-    sa.Index("ix_drift_alerts_status", "model_name", "status"),
+    sa.UniqueConstraint("model_name", "rule", "timestamp", name="uq_alerts_model_rule_timestamp"),
+    sa.Index("ix_alerts_status", "model_name", "status"),
 )
+
+# Before alert rules, breaches of the drift threshold were kept in ``drift_alerts`` (unique per
+# model and day). When ``alerts`` is created in a database that has it, its rows are copied as
+# alerts of the ``prediction_drift`` rule, so no breach is emailed twice after an upgrade; the
+# old table is left as it was.
+LEGACY_DRIFT_ALERTS = "drift_alerts"
+COPY_LEGACY_ALERTS = sa.text(f"""
+    insert into alerts (model_name, rule, metric, op, threshold, for_days, timestamp, value,
+                        model_version, retrain, detected_at, status, attempts, last_error,
+                        sent_at, message_id)
+    select model_name, 'prediction_drift', 'prediction_drift', '>', drift_threshold, 1, timestamp,
+           prediction_drift, model_version, :retrain, detected_at, status, attempts, last_error,
+           sent_at, message_id
+    from {LEGACY_DRIFT_ALERTS}
+""")
 
 
 class MetricsDBError(RuntimeError):
@@ -161,6 +190,10 @@ def ensure_schema(engine: sa.Engine) -> list[str]:
         if table.name not in existing:
             table.create(engine)
             changes.append(f"created table {table.name}")
+            if table is alerts_table and LEGACY_DRIFT_ALERTS in existing:
+                with engine.begin() as conn:
+                    copied = conn.execute(COPY_LEGACY_ALERTS, {"retrain": True}).rowcount
+                changes.append(f"copied {copied} row(s) of {LEGACY_DRIFT_ALERTS} into alerts")
             continue
         have = column_names(engine, inspector, table.name)
         for column in table.columns:
@@ -385,10 +418,15 @@ class MetricsDB(dg.ConfigurableResource):
 
     # --- dummy_metrics --------------------------------------------------------------------
     def upsert_metrics(self, rows: Iterable[dict]) -> int:
-        """Insert or replace the rows for (model_name, timestamp), all in one transaction."""
+        """Insert or replace the rows for (model_name, timestamp), all in one transaction.
+
+        Every row gets every column any of them has (None where it has none): a multi-row
+        INSERT takes its columns from the first row and would drop the others' extra values."""
         rows = list(rows)
         if not rows:
             return 0
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        rows = [{column: row.get(column) for column in columns} for row in rows]
         engine = self.engine()
         with self.transaction() as conn:
             conn.execute(upsert_statement(engine, dummy_metrics, rows, ("model_name", "timestamp")))
@@ -416,33 +454,56 @@ class MetricsDB(dg.ConfigurableResource):
             row = conn.execute(query).first()
         return dict(row._mapping) if row else None
 
-    def breaches_computed_since(
-        self, model_name: str, since: datetime | None, threshold: float
-    ) -> tuple[int, datetime | None, list[dict]]:
-        """Rows computed (inserted or re-computed) at or after ``since`` (UTC): how many, the
-        newest ``computed_at``, and those whose ``prediction_drift`` exceeds ``threshold``.
-
-        Two range scans of the (model_name, computed_at) index; only breaching rows are
-        fetched, so a tick after a ten-year backfill costs what a tick after one day costs.
-        """
+    def computed_since(
+        self, model_name: str, since: datetime | None, *, strictly_after: bool = False
+    ) -> tuple[int, datetime | None]:
+        """How many rows were computed (inserted or re-computed) at or after ``since`` (UTC;
+        after it with ``strictly_after``), and the newest ``computed_at``: a range scan of the
+        (model_name, computed_at) index."""
         where = [dummy_metrics.c.model_name == model_name]
         if since is not None:
-            where.append(dummy_metrics.c.computed_at >= since)
+            column = dummy_metrics.c.computed_at
+            where.append(column > since if strictly_after else column >= since)
         summary = sa.select(sa.func.count(), sa.func.max(dummy_metrics.c.computed_at)).where(*where)
-        breaching = (
+        with self.transaction() as conn:
+            count, newest = conn.execute(summary).one()
+        return int(count), newest
+
+    def qualifying_rows(
+        self,
+        model_name: str,
+        rule,
+        *,
+        computed_since: datetime | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict]:
+        """The days that count towards ``rule`` (an ``AlertRule``): its metric crosses its
+        threshold and the day has at least ``min_rows`` trips; optionally only rows computed
+        at or after ``computed_since``, or days in [start, end]. Only such rows are fetched,
+        so a tick after a ten-year backfill costs what a tick after one day costs."""
+        column = dummy_metrics.c[rule.metric]
+        crosses = column > rule.threshold if rule.op == ">" else column < rule.threshold
+        where = [dummy_metrics.c.model_name == model_name, crosses, dummy_metrics.c.n_rows >= rule.min_rows]
+        if computed_since is not None:
+            where.append(dummy_metrics.c.computed_at >= computed_since)
+        if start is not None:
+            where.append(dummy_metrics.c.timestamp >= start)
+        if end is not None:
+            where.append(dummy_metrics.c.timestamp <= end)
+        query = (
             sa.select(
                 dummy_metrics.c.timestamp,
-                dummy_metrics.c.prediction_drift,
+                column.label("value"),
                 dummy_metrics.c.model_version,
+                dummy_metrics.c.n_rows,
                 dummy_metrics.c.computed_at,
             )
-            .where(*where, dummy_metrics.c.prediction_drift > threshold)
+            .where(*where)
             .order_by(dummy_metrics.c.timestamp)
         )
         with self.transaction() as conn:
-            count, newest = conn.execute(summary).one()
-            rows = [dict(r._mapping) for r in conn.execute(breaching)]
-        return int(count), newest, rows
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def last_monitored_day(self, model_name: str) -> date | None:
         row = self.latest_metric(model_name)
@@ -494,67 +555,76 @@ class MetricsDB(dg.ConfigurableResource):
                 current = entry
         return current
 
-    # --- drift alerts ---------------------------------------------------------------------
-    def record_breaches(self, model_name: str, breaches: list[dict], threshold: float) -> list[datetime]:
-        """Record breaching rows as pending alerts; returns the days that were new.
+    # --- alerts ---------------------------------------------------------------------------
+    def record_alerts(self, model_name: str, breaches: list[dict]) -> list[dict]:
+        """Record breaches (dicts with the ``alerts`` columns rule, metric, op, threshold,
+        for_days, timestamp, value, model_version, retrain) as pending alerts; returns the new.
 
-        A (model, day) already recorded is left alone: each breach is alerted once, whatever
-        the number of ticks, restarts or re-materializations that see it again.
+        A (model, rule, day) already recorded is left alone: each breach is alerted once,
+        whatever the number of ticks, restarts or re-materializations that see it again.
         """
         if not breaches:
             return []
         engine = self.engine()
-        days = [b["timestamp"] for b in breaches]
+        keys = {(b["rule"], b["timestamp"]) for b in breaches}
         with self.transaction() as conn:
             known = {
-                r[0]
+                (r.rule, r.timestamp)
                 for r in conn.execute(
-                    sa.select(drift_alerts.c.timestamp).where(
-                        drift_alerts.c.model_name == model_name, drift_alerts.c.timestamp.in_(days)
+                    sa.select(alerts_table.c.rule, alerts_table.c.timestamp).where(
+                        alerts_table.c.model_name == model_name,
+                        alerts_table.c.timestamp.in_({day for _, day in keys}),
                     )
                 )
             }
-            new = [b for b in breaches if b["timestamp"] not in known]
+            new, seen = [], set()
+            for b in breaches:
+                key = (b["rule"], b["timestamp"])
+                if key not in known and key not in seen:
+                    seen.add(key)
+                    new.append(b)
             if new:
+                now = utcnow()
                 rows = [
-                    {
-                        "model_name": model_name,
-                        "timestamp": b["timestamp"],
-                        "prediction_drift": b["prediction_drift"],
-                        "drift_threshold": threshold,
-                        "model_version": b.get("model_version"),
-                        "detected_at": utcnow(),
-                        "status": "pending",
-                        "attempts": 0,
-                    }
+                    {**b, "model_name": model_name, "detected_at": now, "status": "pending", "attempts": 0}
                     for b in new
                 ]
-                insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(drift_alerts)
+                insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(alerts_table)
                 conn.execute(
-                    insert.values(rows).on_conflict_do_nothing(index_elements=["model_name", "timestamp"])
+                    insert.values(rows).on_conflict_do_nothing(
+                        index_elements=["model_name", "rule", "timestamp"]
+                    )
                 )
-        return [b["timestamp"] for b in new]
+        return new
 
     def alerts(self, model_name: str, status: str | None = None) -> list[dict]:
-        query = sa.select(drift_alerts).where(drift_alerts.c.model_name == model_name)
+        query = sa.select(alerts_table).where(alerts_table.c.model_name == model_name)
         if status is not None:
-            query = query.where(drift_alerts.c.status == status)
+            query = query.where(alerts_table.c.status == status)
         with self.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.order_by(drift_alerts.c.timestamp))]
+            return [
+                dict(r._mapping)
+                for r in conn.execute(query.order_by(alerts_table.c.timestamp, alerts_table.c.rule))
+            ]
 
     def mark_alerts(
         self, ids: list[int], *, sent: bool, message_id: str | None = None, error: str | None = None
     ):
-        values = {"attempts": drift_alerts.c.attempts + 1, "last_error": error}
+        values = {"attempts": alerts_table.c.attempts + 1, "last_error": error}
         if sent:
             values.update(status="sent", sent_at=utcnow(), message_id=message_id)
         with self.transaction() as conn:
-            conn.execute(sa.update(drift_alerts).where(drift_alerts.c.id.in_(ids)).values(**values))
+            conn.execute(sa.update(alerts_table).where(alerts_table.c.id.in_(ids)).values(**values))
 
-    def latest_breach_day(self, model_name: str) -> datetime | None:
+    def latest_retrain_breach(self, model_name: str) -> dict | None:
+        """The latest alert of a rule that requests a retrain (the first rule's, by id, when
+        several breached that day), or None."""
+        query = (
+            sa.select(alerts_table)
+            .where(alerts_table.c.model_name == model_name, alerts_table.c.retrain.is_(True))
+            .order_by(alerts_table.c.timestamp.desc(), alerts_table.c.rule)
+            .limit(1)
+        )
         with self.transaction() as conn:
-            return conn.execute(
-                sa.select(sa.func.max(drift_alerts.c.timestamp)).where(
-                    drift_alerts.c.model_name == model_name
-                )
-            ).scalar()
+            row = conn.execute(query).first()
+        return dict(row._mapping) if row else None

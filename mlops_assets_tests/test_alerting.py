@@ -36,7 +36,7 @@ from mlops_assets.definitions import build_defs, defs_from_settings
 from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
-from mlops_assets.training.retrain import RETRAIN_TAG
+from mlops_assets.training.retrain import RETRAIN_TAG, TRIGGER_DAY_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
 from mlops_assets_tests.helpers import default_spec, failure_message, train_through_assets
 from mlops_core.specs import Features, Retraining
 
@@ -102,8 +102,13 @@ def smtp_settings(settings: Settings, port: int, **values) -> Settings:
 
 
 # --- metric rows and sensor evaluation ------------------------------------------------------
-def put_rows(db: MetricsDB, values: dict[str, float | None], version: str = "1") -> None:
+def put_rows(
+    db: MetricsDB, values: dict[str, float | None], version: str = "1", extra: dict[str, dict] | None = None
+) -> None:
+    """Rows with ``prediction_drift`` per day (None: a day without trips); ``extra`` adds
+    other columns to some days (day -> columns)."""
     now = utcnow()
+    extra = extra or {}
     db.upsert_metrics(
         {
             "model_name": SPEC.name,
@@ -116,6 +121,7 @@ def put_rows(db: MetricsDB, values: dict[str, float | None], version: str = "1")
             "n_scored": 2000 if value is not None else 0,
             "drift_threshold": 0.2,
             "computed_at": now,
+            **extra.get(day, {}),
         }
         for day, value in values.items()
     )
@@ -149,7 +155,12 @@ def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_
     assert request.partition_key == "2022-02-04"
     assert request.run_key == "retrain:green_taxi_duration:2022-02-04"
     assert request.asset_selection == [RETRAINED]
-    assert request.tags == {RETRAIN_TAG: SPEC.name}
+    assert request.tags == {
+        RETRAIN_TAG: SPEC.name,
+        TRIGGER_RULE_TAG: "prediction_drift > 0.20",
+        TRIGGER_VALUE_TAG: "0.2700",
+        TRIGGER_DAY_TAG: "2022-02-04",
+    }
     newest = max(r["computed_at"] for r in db.metrics(SPEC.name))
     assert json.loads(result.cursor) == {"computed_at": newest.isoformat()}
 
@@ -211,7 +222,7 @@ def test_spec_threshold_and_env_threshold(isolated_env, settings):
     defs = defs_from_settings(dataclasses.replace(settings, drift_threshold=0.30))
     result = tick(defs, dg.DagsterInstance.ephemeral())
     assert not result.run_requests
-    assert "no new breach of 0.30" in result.skip_reason.skip_message
+    assert "no new breach in 1 new row(s) (rules: prediction_drift > 0.30;" in result.skip_reason.skip_message
     assert not (isolated_env / "outbox").exists()
 
 
@@ -330,14 +341,14 @@ class ReloadRecorder:
         self.server.server_close()
 
 
-def retrain(defs, day: str):
+def retrain(defs, day: str, trigger: dict[str, str] | None = None):
     return dg.materialize(
         list(defs.assets),
         selection=[RETRAINED],
         resources=defs.resources,
         partition_key=day,
         raise_on_error=False,
-        tags={RETRAIN_TAG: SPEC.name},
+        tags={RETRAIN_TAG: SPEC.name, **(trigger or {})},
     )
 
 
@@ -353,8 +364,14 @@ def test_retrain_registers_compares_promotes_and_tells_serving(home, settings, m
     # The reload token is a secret the serving client reads through dg.EnvVar.
     monkeypatch.setenv("SERVING_RELOAD_TOKEN", "reload-token-xyz")
     serving = dataclasses.replace(settings, serving_url=recorder.url, serving_token_set=True)
+    # As the alert sensor requests it: the run's tags name the rule and the value.
+    trigger = {
+        TRIGGER_RULE_TAG: "rmse_ratio > 1.50",
+        TRIGGER_VALUE_TAG: "1.6100",
+        TRIGGER_DAY_TAG: "2022-01-31",
+    }
     try:
-        result = retrain(build_defs([SPEC], build_resources(serving)), "2022-01-31")
+        result = retrain(build_defs([SPEC], build_resources(serving)), "2022-01-31", trigger)
     finally:
         recorder.close()
     assert result.success, failure_message(result)
@@ -368,6 +385,11 @@ def test_retrain_registers_compares_promotes_and_tells_serving(home, settings, m
     assert md["candidate_holdout_rmse"] <= md["champion_holdout_rmse"]
     assert md["training_window"] == "2022-01-04 .. 2022-01-31 (holdout from 2022-01-25)"
     assert md["effective_from"] == "2022-02-01"
+    assert (md["trigger_rule"], md["trigger_value"], md["trigger_day"]) == (
+        "rmse_ratio > 1.50",
+        "1.6100",
+        "2022-01-31",
+    )
     assert recorder.calls == [{"path": "/reload", "auth": "Bearer reload-token-xyz"}]
 
     registry = R.model_registry(settings)
@@ -382,6 +404,7 @@ def test_retrain_registers_compares_promotes_and_tells_serving(home, settings, m
     assert float(tags["candidate_rmse"]) == pytest.approx(md["candidate_holdout_rmse"])
     assert float(tags["champion_rmse"]) == pytest.approx(md["champion_holdout_rmse"])
     assert tags["champion_version"] == "1"
+    assert (tags["trigger_rule"], tags["trigger_value"]) == ("rmse_ratio > 1.50", "1.6100")
     timeline = R.metrics_db(settings).timeline(SPEC.name)
     # Nothing was monitored with v1 yet, so v2 takes its place from v1's first day.
     assert [(t["model_version"], str(t["effective_from"])) for t in timeline] == [("2", "2022-02-01")]

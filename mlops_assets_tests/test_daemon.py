@@ -20,7 +20,7 @@ import pytest
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
-from mlops_assets.training.retrain import RETRAIN_TAG
+from mlops_assets.training.retrain import RETRAIN_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
 from mlops_assets_tests.helpers import default_spec, start_process, stop_process, wait_for
 from mlops_assets_tests.test_alerting import SmtpServer, free_port, put_rows
 
@@ -52,7 +52,13 @@ def test_daemon_tick_emails_once_and_runs_the_retrain(home, settings, resources,
         },
     ).success
     db = R.metrics_db(settings)
-    put_rows(db, {f"2022-02-0{d}": 0.25 + d / 1000 for d in range(1, 8)})  # a week of breaches
+    # A week of drift breaches, and the model's error 1.6 times its holdout RMSE on the last two
+    # days: the packaged spec's quality rule (rmse_ratio > 1.5 for 2 days) breaches on 02-07.
+    put_rows(
+        db,
+        {f"2022-02-0{d}": 0.25 + d / 1000 for d in range(1, 8)},
+        extra={"2022-02-06": {"rmse_ratio": 1.6}, "2022-02-07": {"rmse_ratio": 1.61}},
+    )
 
     out = subprocess.run(
         [str(BIN / "dagster"), "sensor", "start", sensor_name(SPEC), "-w", "workspace.yaml"],
@@ -93,9 +99,14 @@ def test_daemon_tick_emails_once_and_runs_the_retrain(home, settings, resources,
         assert run.status == dg.DagsterRunStatus.SUCCESS, log[-4000:]
         assert len(inbox.messages) == 1
         body = inbox.messages[0].get_payload(decode=True).decode()
-        assert "Threshold breach (>0.20): 2022-02-07 00:00 — 0.2570" in body
+        lines = [line for line in body.splitlines() if line.startswith("Threshold breach")]
+        assert len(lines) == 8  # every rule's breaches in the one email, each once
+        assert "Threshold breach (>0.20): 2022-02-07 00:00 — 0.2570" in lines
+        assert "Threshold breach rmse_ratio (>1.50): 2022-02-07 00:00 — 1.6100" in lines
         assert len(instance.get_runs(filters=dg.RunsFilter(tags={RETRAIN_TAG: SPEC.name}))) == 1
     assert run.tags["dagster/partition"] == "2022-02-07"
+    assert run.tags[TRIGGER_RULE_TAG] == "prediction_drift > 0.20"
+    assert run.tags[TRIGGER_VALUE_TAG] == "0.2570"
     assert R.model_registry(settings).champion(SPEC.name) == "2"
     state = instance.get_instigator_state(_origin_id(instance), _selector_id(instance))
     assert state.status.value == "RUNNING"

@@ -331,7 +331,9 @@ def test_schema_is_migrated_without_manual_sql(postgres_url):
     changes = ensure_schema(engine)
     assert "added column dummy_metrics.report_path" in changes
     assert "added column dummy_metrics.dagster_run_id" in changes
-    assert "created table drift_alerts" in changes
+    assert "created table alerts" in changes
+    assert "added column dummy_metrics.rmse_ratio" in changes
+    assert "added column dummy_metrics.drift_method" in changes
     assert ensure_schema(engine) == []  # idempotent
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dummy_metrics)).scalar() == 1

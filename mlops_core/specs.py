@@ -64,10 +64,160 @@ class Training(_Strict):
         return value
 
 
+# Evidently 0.7's drift methods for a numeric column, and what their value is. A p-value is
+# small when the distributions differ (drift is *below* a threshold); a distance or divergence
+# is large (drift is *above*). ValueDrift's automatic choice flips between "ks" (up to 1,000
+# reference rows) and "wasserstein" (above): a spec pins one, so the value means one thing.
+# mlops_assets_tests/test_specs.py checks this table against Evidently's own stat tests.
+DRIFT_METHODS: dict[str, Literal["p_value", "distance"]] = {
+    "wasserstein": "distance",  # Wasserstein distance normed by the reference's std
+    "ks": "p_value",  # Kolmogorov-Smirnov
+    "anderson": "p_value",  # Anderson-Darling
+    "cramer_von_mises": "p_value",
+    "es": "p_value",  # Epps-Singleton
+    "mannw": "p_value",  # Mann-Whitney U
+    "t_test": "p_value",
+    "empirical_mmd": "p_value",
+    "ed": "distance",  # energy distance
+    "hellinger": "distance",
+    "jensenshannon": "distance",
+    "kl_div": "distance",
+    "psi": "distance",
+}
+DEFAULT_DRIFT_METHOD = "wasserstein"
+# dummy_metrics columns an alert rule may watch (numeric, one value per model and day).
+DRIFT_METRICS = ("prediction_drift", "num_drifted_columns", "share_missing_values")
+QUALITY_METRICS = ("rmse", "mae", "mean_error", "rmse_ratio")
+RULE_METRICS = (*DRIFT_METRICS, *QUALITY_METRICS)
+PREDICTION_DRIFT = "prediction_drift"
+
+
+def threshold_text(threshold: float) -> str:
+    """0.2 -> ``0.20``, 1.2 -> ``1.20``; more digits only when the threshold has them."""
+    return f"{threshold:.2f}" if round(threshold, 2) == threshold else f"{threshold:g}"
+
+
+def drift_direction(method: str) -> Literal[">", "<"]:
+    """Which way a drift method's value breaches: below for a p-value, above for a distance."""
+    return "<" if DRIFT_METHODS.get(method) == "p_value" else ">"
+
+
+class AlertRule(_Strict):
+    """One alert rule: ``metric op threshold`` on ``for_days`` consecutive days.
+
+    A day counts only when it has at least ``min_rows`` trips (a smaller day is recorded in
+    ``dummy_metrics`` but never alerted on). A breach is the last day of a run of ``for_days``
+    consecutive qualifying days; each (rule, day) is alerted once. ``retrain`` says whether a
+    breach requests a retrain. For ``prediction_drift`` the direction and the threshold may be
+    left out: they come from the spec's drift method and ``drift_threshold``.
+    """
+
+    metric: Literal[RULE_METRICS]  # type: ignore[valid-type]
+    op: Literal[">", "<"]
+    threshold: float
+    min_rows: int = Field(0, ge=0)
+    for_days: int = Field(1, ge=1, le=31)
+    retrain: bool = False
+    name: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,62}$")
+
+    @property
+    def id(self) -> str:
+        """What the alert is recorded under: its name, else its metric (unique per spec)."""
+        return self.name or self.metric
+
+    def crosses(self, value: float | None) -> bool:
+        if value is None or value != value:  # None or NaN: nothing to judge
+            return False
+        return value > self.threshold if self.op == ">" else value < self.threshold
+
+    def qualifies(self, value: float | None, n_rows: int | None) -> bool:
+        """A day that counts towards a breach: enough trips, and the value crosses."""
+        return (n_rows or 0) >= self.min_rows and self.crosses(value)
+
+    def condition(self) -> str:
+        """``rmse_ratio > 1.20``."""
+        return f"{self.metric} {self.op} {threshold_text(self.threshold)}"
+
+    def label(self) -> str:
+        """The condition, after the rule's name when it has one: ``slow_days: rmse > 12.50``."""
+        return f"{self.name}: {self.condition()}" if self.name else self.condition()
+
+    def describe(self) -> str:
+        """The label with its duration and minimum size: ``rmse_ratio > 1.20 for 2 days
+        (days with >= 500 trips)``."""
+        days = f" for {self.for_days} days" if self.for_days > 1 else ""
+        rows = f" (days with >= {self.min_rows} trips)" if self.min_rows else ""
+        return f"{self.label()}{days}{rows}"
+
+
 class Monitoring(_Strict):
     # Filled in by ``load_spec`` from the default threshold (DRIFT_THRESHOLD) when the file
     # does not say; a spec built in code gets 0.20.
     drift_threshold: float = Field(DEFAULT_DRIFT_THRESHOLD, gt=0.0)
+    drift_method: str = DEFAULT_DRIFT_METHOD
+    # Without rules: the original rule alone (prediction_drift past drift_threshold, 1 day,
+    # retrain).
+    rules: tuple[AlertRule, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_drift_rules(cls, raw):
+        """Rules on prediction_drift take the method's direction and drift_threshold when they
+        do not say; no rules at all means the original drift rule."""
+        if not isinstance(raw, dict):
+            return raw
+        method = raw.get("drift_method") or DEFAULT_DRIFT_METHOD
+        threshold = raw.get("drift_threshold")
+        threshold = DEFAULT_DRIFT_THRESHOLD if threshold is None else threshold
+        direction = drift_direction(method)
+        rules = raw.get("rules")
+        if rules is None:
+            rules = [{"metric": PREDICTION_DRIFT, "for_days": 1, "retrain": True}]
+        if isinstance(rules, list | tuple):
+            rules = [
+                {"op": direction, "threshold": threshold, **rule}
+                if isinstance(rule, dict) and rule.get("metric") == PREDICTION_DRIFT
+                else rule
+                for rule in rules
+            ]
+        return {**raw, "drift_method": method, "rules": rules}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Monitoring:
+        if self.drift_method not in DRIFT_METHODS:
+            raise ValueError(
+                f"drift_method {self.drift_method!r} is not one of Evidently's numeric drift methods "
+                f"({', '.join(sorted(DRIFT_METHODS))})"
+            )
+        direction = drift_direction(self.drift_method)
+        seen: dict[str, int] = {}
+        for i, rule in enumerate(self.rules):
+            if rule.metric == PREDICTION_DRIFT and rule.op != direction:
+                kind = "a p-value: small means drift" if direction == "<" else "a distance: large means drift"
+                raise ValueError(
+                    f"rules[{i}].op: {rule.op!r} on prediction_drift contradicts drift_method "
+                    f"{self.drift_method!r} ({kind}); use {direction!r} or leave op out"
+                )
+            if rule.id in seen:
+                raise ValueError(
+                    f"rules[{i}]: a second rule with id {rule.id!r} (rules[{seen[rule.id]}] has it); "
+                    "give one of them a distinct name"
+                )
+            seen[rule.id] = i
+        return self
+
+    def drift_rule(self) -> AlertRule | None:
+        return next((r for r in self.rules if r.metric == PREDICTION_DRIFT), None)
+
+    def drift_check_rule(self) -> AlertRule:
+        """What the drift check judges days by: the drift rule, else ``drift_threshold`` in
+        the method's direction (a spec may alert on other rules only)."""
+        return self.drift_rule() or AlertRule(
+            metric=PREDICTION_DRIFT, op=drift_direction(self.drift_method), threshold=self.drift_threshold
+        )
+
+    def quality_rules(self) -> tuple[AlertRule, ...]:
+        return tuple(r for r in self.rules if r.metric in QUALITY_METRICS)
 
 
 class Retraining(_Strict):
@@ -106,8 +256,14 @@ class ModelSpec(_Strict):
         return value
 
     def drift_threshold(self) -> float:
-        """The spec's threshold: its own, else the default it was loaded with."""
-        return self.monitoring.drift_threshold
+        """The threshold of the spec's drift rule (its own, else ``drift_threshold``, which is
+        the default the spec was loaded with when the file does not say)."""
+        rule = self.monitoring.drift_rule()
+        return rule.threshold if rule is not None else self.monitoring.drift_threshold
+
+    @property
+    def drift_method(self) -> str:
+        return self.monitoring.drift_method
 
     @property
     def feature_columns(self) -> list[str]:

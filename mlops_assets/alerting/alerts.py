@@ -1,36 +1,98 @@
-"""What an alert says: the original design's line format, one email per evaluation."""
+"""What an alert says: the original design's line format, one email per evaluation.
+
+One email lists every rule's new breaches. Drift lines keep the original form
+(``Threshold breach (>0.20): 2022-02-19 00:00 — 0.2341``); other rules' lines name their metric
+(``Threshold breach rmse_ratio (>1.20): 2022-02-19 00:00 — 1.3120``).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from mlops_core.specs import PREDICTION_DRIFT, AlertRule, threshold_text
 
-def breach_line(threshold: float, timestamp: datetime, value: float) -> str:
-    """``Threshold breach (>0.20): 2022-02-19 20:30 — 0.2341`` (the original design's form)."""
-    return f"Threshold breach (>{threshold:.2f}): {timestamp:%Y-%m-%d %H:%M} — {value:.4f}"
+WHAT = {
+    "prediction_drift": "Evidently ValueDrift on the model's predictions vs its reference data",
+    "num_drifted_columns": "features whose distribution drifted (Evidently DriftedColumnsCount)",
+    "share_missing_values": "share of missing feature values",
+    "rmse": "the day's RMSE in minutes, from the actual durations",
+    "mae": "the day's mean absolute error in minutes",
+    "mean_error": "the day's mean of prediction minus actual, minutes (the bias)",
+    "rmse_ratio": "the day's RMSE over the holdout RMSE of the model in effect",
+}
 
 
-def subject(model_name: str, alerts: list[dict], threshold: float) -> str:
-    worst = max(alerts, key=lambda a: a["prediction_drift"])
-    count = len(alerts)
+def breach_line(
+    threshold: float, timestamp: datetime, value: float, metric: str = PREDICTION_DRIFT, op: str = ">"
+) -> str:
+    """``Threshold breach (>0.20): 2022-02-19 20:30 — 0.2341`` (the original design's form) for
+    prediction drift; ``Threshold breach rmse_ratio (>1.20): ...`` for other metrics."""
+    label = "" if metric == PREDICTION_DRIFT else f" {metric}"
     return (
-        f"[mlops_assets] {model_name}: prediction drift {worst['prediction_drift']:.4f} "
-        f"> {threshold:.2f} ({count} breach{'es' if count != 1 else ''})"
+        f"Threshold breach{label} ({op}{threshold_text(threshold)}): {timestamp:%Y-%m-%d %H:%M} — {value:.4f}"
     )
 
 
-def body(model_name: str, alerts: list[dict], threshold: float, links: dict[str, str]) -> str:
-    lines = [
-        f"Model: {model_name}",
-        f"Prediction drift above the threshold of {threshold:.2f} "
-        f"(Evidently ValueDrift on the model's predictions vs its reference data):",
-        "",
-        *(breach_line(threshold, a["timestamp"], a["prediction_drift"]) for a in alerts),
-        "",
-    ]
-    versions = sorted({str(a.get("model_version")) for a in alerts if a.get("model_version")})
+def _line(alert: dict) -> str:
+    return breach_line(alert["threshold"], alert["timestamp"], alert["value"], alert["metric"], alert["op"])
+
+
+def worst(alerts: list[dict]) -> dict:
+    """The alert furthest past its threshold in its rule's direction."""
+    op = alerts[0]["op"]
+    return max(alerts, key=lambda a: a["value"]) if op == ">" else min(alerts, key=lambda a: a["value"])
+
+
+def by_rule(alerts: list[dict]) -> dict[str, list[dict]]:
+    """Alerts grouped by rule, drift rules first, then in the order the rules first appear."""
+    groups: dict[str, list[dict]] = {}
+    for alert in sorted(alerts, key=lambda a: a["metric"] != PREDICTION_DRIFT):
+        groups.setdefault(alert["rule"], []).append(alert)
+    return groups
+
+
+def subject(model_name: str, alerts: list[dict]) -> str:
+    """One line (the mailer never folds it): the worst value of each rule, and the count."""
+    parts = []
+    for group in by_rule(alerts).values():
+        w = worst(group)
+        name = "prediction drift" if w["metric"] == PREDICTION_DRIFT else w["metric"]
+        parts.append(f"{name} {w['value']:.4f} {w['op']} {threshold_text(w['threshold'])}")
+    count = len(alerts)
+    return f"[mlops_assets] {model_name}: {', '.join(parts)} ({count} breach{'es' if count != 1 else ''})"
+
+
+def rule_label(alert: dict) -> str:
+    """An alert's rule as ``rmse_ratio > 1.20`` (``name: metric > t`` for a named rule)."""
+    condition = f"{alert['metric']} {alert['op']} {threshold_text(alert['threshold'])}"
+    return condition if alert["rule"] == alert["metric"] else f"{alert['rule']}: {condition}"
+
+
+def rule_text(alert: dict, rules: dict[str, AlertRule]) -> str:
+    rule = rules.get(alert["rule"])
+    described = rule.describe() if rule is not None else rule_label(alert)
+    retrain = " (requests a retrain)" if alert.get("retrain") else ""
+    return f"  {described}{retrain}: {WHAT.get(alert['metric'], alert['metric'])}"
+
+
+def body(model_name: str, alerts: list[dict], rules: list[AlertRule], links: dict[str, str]) -> str:
+    known = {r.id: r for r in rules}
+    groups = by_rule(alerts)
+    lines = [f"Model: {model_name}", "Rules breached (each rule and day is alerted once):"]
+    lines += [rule_text(group[0], known) for group in groups.values()]
+    lines.append("")
+    for group in groups.values():
+        lines += [_line(a) for a in group]
+    lines.append("")
+    versions = sorted(
+        {str(a.get("model_version")) for a in alerts if a.get("model_version")}, key=_version_key
+    )
     if versions:
         lines.append(f"Model version(s) in effect on those days: {', '.join(versions)}")
     for label, value in links.items():
         lines.append(f"{label}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def _version_key(version: str):
+    return (0, int(version)) if version.isdigit() else (1, version)

@@ -25,7 +25,7 @@ from mlops_assets.partitions import daily_partitions
 from mlops_assets.training.registry import ModelRegistry
 from mlops_core.bundle import PREDICTION, ModelBundle
 from mlops_core.schema import DURATION, PICKUP
-from mlops_core.specs import ModelSpec
+from mlops_core.specs import AlertRule, ModelSpec
 
 MODEL_VERSION = "model_version"
 
@@ -143,8 +143,26 @@ def build_predictions_asset(spec: ModelSpec) -> dg.AssetsDefinition:
 
 
 # --- drift_metrics ----------------------------------------------------------------------------
+QUALITY_COLUMNS = ("rmse", "mae", "mean_error", "rmse_ratio")
+
+
+def rmse_ratio(rmse: float | None, holdout_rmse: float | None) -> float | None:
+    """The day's RMSE over the holdout RMSE of the model in effect (1.0: as good as on its
+    holdout); None when either is missing."""
+    if rmse is None or not holdout_rmse:
+        return None
+    return rmse / holdout_rmse
+
+
 def drift_row(
-    spec: ModelSpec, day: str, version: str, metrics: drift.DayMetrics, report, threshold: float, run_id: str
+    spec: ModelSpec,
+    day: str,
+    version: str,
+    metrics: drift.DayMetrics,
+    report,
+    threshold: float,
+    run_id: str,
+    holdout_rmse: float | None = None,
 ) -> dict:
     """The day's ``dummy_metrics`` row (without ``computed_at``, set when it is written)."""
     return {
@@ -159,33 +177,55 @@ def drift_row(
         "drift_threshold": threshold,
         "report_path": str(report) if report else None,
         "dagster_run_id": run_id,
+        "rmse": metrics.rmse,
+        "mae": metrics.mae,
+        "mean_error": metrics.mean_error,
+        "rmse_ratio": rmse_ratio(metrics.rmse, holdout_rmse),
+        "holdout_rmse": holdout_rmse,
+        "drift_method": metrics.drift_method,
     }
 
 
-def drift_metadata(metrics: drift.DayMetrics, version: str, threshold: float, report) -> dict:
-    """Per-partition metadata: numbers as numbers, so the asset page plots them over days."""
+def drift_metadata(row: dict, report) -> dict:
+    """Per-partition metadata of a ``drift_row``: numbers as numbers, so the asset page plots
+    them over days (prediction drift, RMSE, bias, rmse_ratio)."""
     md = {
-        "rows": dg.MetadataValue.int(metrics.n_rows),
-        "model_version": dg.MetadataValue.text(version),
-        "drift_threshold": dg.MetadataValue.float(threshold),
+        "rows": dg.MetadataValue.int(row["n_rows"]),
+        "model_version": dg.MetadataValue.text(row[MODEL_VERSION]),
+        "drift_threshold": dg.MetadataValue.float(row["drift_threshold"]),
+        "drift_method": dg.MetadataValue.text(row["drift_method"]),
     }
-    if metrics.prediction_drift is not None:
-        md["prediction_drift"] = dg.MetadataValue.float(metrics.prediction_drift)
+    if row["prediction_drift"] is not None:
+        md["prediction_drift"] = dg.MetadataValue.float(row["prediction_drift"])
     else:
-        md["prediction_drift"] = dg.MetadataValue.text(
-            "no trips" if metrics.n_rows == 0 else "no scored rows"
-        )
-    if metrics.num_drifted_columns is not None:
-        md["num_drifted_columns"] = dg.MetadataValue.int(metrics.num_drifted_columns)
-        md["share_missing_values"] = dg.MetadataValue.float(metrics.share_missing_values)
+        md["prediction_drift"] = dg.MetadataValue.text("no trips" if row["n_rows"] == 0 else "no scored rows")
+    if row["num_drifted_columns"] is not None:
+        md["num_drifted_columns"] = dg.MetadataValue.int(row["num_drifted_columns"])
+        md["share_missing_values"] = dg.MetadataValue.float(row["share_missing_values"])
+    for column in (*QUALITY_COLUMNS, "holdout_rmse"):
+        if row[column] is not None:
+            md[column] = dg.MetadataValue.float(row[column])
     if report:
         md["report"] = dg.MetadataValue.path(str(report))
     return md
 
 
-def drift_check(key: dg.AssetKey, threshold: float, breaches: list[tuple[str, float]]) -> dg.AssetCheckResult:
-    """Warns with the breach days and the worst value when any day is above the threshold."""
-    worst = max(breaches, key=lambda b: b[1]) if breaches else None
+def crossing_days(rule: AlertRule, rows: list[dict]) -> list[tuple[str, float]]:
+    """The days of ``rows`` whose value crosses ``rule`` (with its ``min_rows``), for a check."""
+    return [
+        (row["timestamp"].date().isoformat(), row[rule.metric])
+        for row in rows
+        if rule.qualifies(row[rule.metric], row["n_rows"])
+    ]
+
+
+def drift_check(
+    key: dg.AssetKey, threshold: float, breaches: list[tuple[str, float]], op: str = ">"
+) -> dg.AssetCheckResult:
+    """Warns with the breach days and the worst value when any day is past the threshold."""
+    pick = max if op == ">" else min
+    worst = pick(breaches, key=lambda b: b[1]) if breaches else None
+    past = "above" if op == ">" else "below"
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=C.CHECK_DRIFT_THRESHOLD,
@@ -193,18 +233,63 @@ def drift_check(key: dg.AssetKey, threshold: float, breaches: list[tuple[str, fl
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "threshold": threshold,
-            "days_above_threshold": len(breaches),
+            "days_above_threshold" if op == ">" else "days_below_threshold": len(breaches),
             "breach_days": ", ".join(d for d, _ in breaches) or "none",
             "worst": f"{worst[0]}: {worst[1]:.4f}" if worst else "none",
         },
         description=(
-            f"prediction drift above {threshold:.2f} on {len(breaches)} day(s)" if breaches else None
+            f"prediction drift {past} {threshold:.2f} on {len(breaches)} day(s)" if breaches else None
         ),
+    )
+
+
+def quality_check(key: dg.AssetKey, spec: ModelSpec, rows: list[dict]) -> dg.AssetCheckResult:
+    """Warns when a day of the run crosses one of the spec's quality rules (rmse, mae,
+    mean_error, rmse_ratio; each with its min_rows). Day by day: ``for_days`` is the alert
+    sensor's, which sees the days before the run too."""
+    metadata, failing = {}, []
+    for rule in spec.monitoring.quality_rules():
+        days = crossing_days(rule, rows)
+        metadata[rule.id] = f"{rule.describe()}: {len(days)} day(s)" + (
+            f" ({', '.join(f'{d} {v:.3f}' for d, v in days[:10])}{' ...' if len(days) > 10 else ''})"
+            if days
+            else ""
+        )
+        if days:
+            failing.append(f"{rule.metric} {rule.op} {rule.threshold:g} on {len(days)} day(s)")
+    judged = [r for r in rows if r["rmse_ratio"] is not None]
+    if judged:
+        worst = max(judged, key=lambda r: r["rmse_ratio"])
+        metadata["max_rmse_ratio"] = f"{worst['timestamp']:%Y-%m-%d}: {worst['rmse_ratio']:.3f}"
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=C.CHECK_MODEL_QUALITY,
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description="; ".join(failing) or None,
     )
 
 
 def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     key = drift_key(spec)
+    drift_rule = spec.monitoring.drift_check_rule()
+    check_specs = [
+        dg.AssetCheckSpec(
+            C.CHECK_DRIFT_THRESHOLD,
+            asset=key,
+            description="Warns when a day's prediction drift is past the threshold",
+        )
+    ]
+    if spec.monitoring.quality_rules():
+        check_specs.append(
+            dg.AssetCheckSpec(
+                C.CHECK_MODEL_QUALITY,
+                asset=key,
+                description="Warns when a day's model quality crosses a quality rule: "
+                + "; ".join(r.describe() for r in spec.monitoring.quality_rules()),
+            )
+        )
 
     @dg.asset(
         key=key,
@@ -213,19 +298,15 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         kinds={C.KIND_PANDAS, "evidently"},
         tags={"stage": "monitoring"},
         description=(
-            "Evidently 0.7 report of the day against the reference data of the model in effect: "
-            "`prediction_drift` (ValueDrift, default method: Wasserstein distance normed by the "
-            "reference std), `num_drifted_columns` (DriftedColumnsCount over the features), "
-            "`share_missing_values` (over the features). The HTML report is saved under "
-            "MLOPS_HOME/reports. A day without trips has no metrics (null), never 0."
+            "One Evidently 0.7 report per day against the reference data of the model in effect: "
+            f"`prediction_drift` (ValueDrift, method `{spec.drift_method}`), `num_drifted_columns` "
+            "(DriftedColumnsCount over the features), `share_missing_values` (over the features), "
+            "and the model's quality from the actual durations: `rmse`, `mae`, `mean_error` "
+            "(prediction minus actual, minutes) and `rmse_ratio` (the day's RMSE over the model's "
+            "holdout RMSE). The HTML report is saved under MLOPS_HOME/reports. A day without "
+            "trips has no metrics (null), never 0."
         ),
-        check_specs=[
-            dg.AssetCheckSpec(
-                C.CHECK_DRIFT_THRESHOLD,
-                asset=key,
-                description="Warns when a day's prediction drift exceeds the threshold",
-            )
-        ],
+        check_specs=check_specs,
         **common_args(spec),
     )
     def drift_metrics(
@@ -237,33 +318,39 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     ):
         threshold = spec.drift_threshold()
         bundles = BundleCache(model_registry, spec)
-        out, breaches = {}, []
+        out, rows = {}, []
         days = list(context.partition_keys)
         for i, day in enumerate(days, 1):
             frame = predictions[day]
             version = str(frame[MODEL_VERSION].iloc[0]) if len(frame) else None
             if version is None:  # no trips that day: the version in effect is still recorded
                 version = versions_in_effect(spec, metrics_db, [day])[day]
+            bundle = bundles.get(version)
             metrics, snapshot = drift.compute(
-                frame, bundles.reference(version), bundles.get(version).features
+                frame, bundles.reference(version), bundle.features, spec.drift_method
             )
             report = reports.save(snapshot, spec.name, day) if snapshot is not None else None
-            out[day] = pd.DataFrame(
-                [drift_row(spec, day, version, metrics, report, threshold, context.run.run_id)]
+            row = drift_row(
+                spec, day, version, metrics, report, threshold, context.run.run_id, bundle.info.holdout.rmse
             )
-            context.add_asset_metadata(drift_metadata(metrics, version, threshold, report), partition_key=day)
-            if metrics.prediction_drift is not None and metrics.prediction_drift > threshold:
-                breaches.append((day, metrics.prediction_drift))
+            rows.append(row)
+            out[day] = pd.DataFrame([row])
+            context.add_asset_metadata(drift_metadata(row, report), partition_key=day)
             context.log.info(
-                "drift %s (%d/%d): %s on %d rows, model v%s",
+                "drift %s (%d/%d): %s, rmse %s (x%s) on %d rows, model v%s",
                 day,
                 i,
                 len(days),
                 "n/a" if metrics.prediction_drift is None else f"{metrics.prediction_drift:.4f}",
+                "n/a" if row["rmse"] is None else f"{row['rmse']:.3f}",
+                "n/a" if row["rmse_ratio"] is None else f"{row['rmse_ratio']:.2f}",
                 metrics.n_rows,
                 version,
             )
-        return dg.MaterializeResult(value=out, check_results=[drift_check(key, threshold, breaches)])
+        checks = [drift_check(key, drift_rule.threshold, crossing_days(drift_rule, rows), drift_rule.op)]
+        if spec.monitoring.quality_rules():
+            checks.append(quality_check(key, spec, rows))
+        return dg.MaterializeResult(value=out, check_results=checks)
 
     return drift_metrics
 
@@ -284,8 +371,9 @@ def table_row(frame: pd.DataFrame, computed_at, run_id: str) -> dict:
 
 def table_row_metadata(row: dict) -> dict:
     md = {"model_version": dg.MetadataValue.text(str(row[MODEL_VERSION])), "rows": row["n_rows"]}
-    if row["prediction_drift"] is not None:
-        md["prediction_drift"] = dg.MetadataValue.float(row["prediction_drift"])
+    for column in ("prediction_drift", *QUALITY_COLUMNS):
+        if row.get(column) is not None:
+            md[column] = dg.MetadataValue.float(row[column])
     return md
 
 

@@ -1,16 +1,25 @@
-"""Daily drift metrics with Evidently 0.7, and the HTML report of each day.
+"""Daily drift and model-quality metrics with Evidently 0.7, and the HTML report of each day.
 
-Per day, against the reference data of the model in effect that day (its holdout features
-and predictions):
+Per day, against the reference data of the model in effect that day (its holdout features,
+actual durations and predictions), in one Evidently report:
 
-* ``prediction_drift``: ``ValueDrift`` on the prediction column with Evidently's default
-  method (for a numeric column with > 1000 reference rows: the Wasserstein distance normed
-  by the reference's standard deviation, so a distance, not a p-value);
+* ``prediction_drift``: ``ValueDrift`` on the prediction column with the spec's pinned
+  ``drift_method`` (default ``wasserstein``: the Wasserstein distance normed by the
+  reference's standard deviation). Pinned because Evidently's automatic choice depends on the
+  reference's size (a K-S p-value up to 1,000 rows, a distance above), which would silently
+  turn "large means drift" into "small means drift";
 * ``num_drifted_columns``: ``DriftedColumnsCount`` over the model's feature columns;
 * ``share_missing_values``: ``DatasetMissingValueCount`` share over the model's feature
-  columns (not over all TLC columns: ``ehail_fee`` is always null).
+  columns (not over all TLC columns: ``ehail_fee`` is always null);
+* ``rmse``, ``mae``, ``mean_error``: Evidently's regression metrics (``RMSE``, ``MAE``,
+  ``MeanError``) on the day's scored trips, the data definition's regression target being
+  the actual ``duration`` (known when the day ends) and its prediction the model's
+  ``prediction``. ``mean_error`` is prediction minus actual, in minutes (the bias: positive
+  when the model predicts too long). Rows the model could not score (NaN prediction) are left
+  out by Evidently, as they are out of the RMSE.
 
-A day with no trips has no metrics (None), never a made-up 0.0.
+A day with no trips has no metrics (None), never a made-up 0.0; a day with trips but no
+scored row has drift-over-features metrics and no prediction or quality metrics.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import pandas as pd
 
 from mlops_core.bundle import PREDICTION
 from mlops_core.features import Features
+from mlops_core.schema import DURATION
+from mlops_core.specs import DEFAULT_DRIFT_METHOD
 
 
 @dataclass(frozen=True)
@@ -34,31 +45,55 @@ class DayMetrics:
     prediction_drift: float | None
     num_drifted_columns: int | None
     share_missing_values: float | None
+    rmse: float | None = None
+    mae: float | None = None
+    mean_error: float | None = None
+    drift_method: str = DEFAULT_DRIFT_METHOD
 
 
 def data_definition(features: Features):
-    from evidently import DataDefinition
+    from evidently import DataDefinition, Regression
 
     return DataDefinition(
-        numerical_columns=[*features.numerical, PREDICTION],
+        numerical_columns=[*features.numerical, PREDICTION, DURATION],
         categorical_columns=list(features.categorical),
+        regression=[Regression(target=DURATION, prediction=PREDICTION)],
     )
 
 
 def monitoring_frame(df: pd.DataFrame, features: Features) -> pd.DataFrame:
-    """The columns Evidently looks at: the model's features and its prediction."""
-    return df[[*features.categorical, *features.numerical, PREDICTION]].reset_index(drop=True)
+    """The columns Evidently looks at: the model's features, its prediction, the actual duration."""
+    return df[[*features.categorical, *features.numerical, PREDICTION, DURATION]].reset_index(drop=True)
 
 
-def build_report(features: Features, with_prediction: bool = True):
+def build_report(features: Features, with_prediction: bool = True, method: str = DEFAULT_DRIFT_METHOD):
     from evidently import Report
-    from evidently.metrics import DatasetMissingValueCount, DriftedColumnsCount, ValueDrift
+    from evidently.metrics import (
+        MAE,
+        RMSE,
+        DatasetMissingValueCount,
+        DriftedColumnsCount,
+        MeanError,
+        ValueDrift,
+    )
 
     columns = [*features.categorical, *features.numerical]
     metrics = [DriftedColumnsCount(columns=columns), DatasetMissingValueCount(columns=columns)]
     if with_prediction:
-        metrics.insert(0, ValueDrift(column=PREDICTION))
+        # MAE would draw the same error distribution as RMSE a second time in the report.
+        metrics = [
+            ValueDrift(column=PREDICTION, method=method),
+            RMSE(),
+            MAE(error_distr=False),
+            MeanError(),
+            *metrics,
+        ]
     return Report(metrics)
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _value(snapshot, metric_name_prefix: str):
@@ -78,11 +113,12 @@ def reference_dataset(reference: pd.DataFrame, features: Features):
     )
 
 
-def compute(current: pd.DataFrame, reference, features: Features):
+def compute(current: pd.DataFrame, reference, features: Features, method: str = DEFAULT_DRIFT_METHOD):
     """Metrics of one day (``current``) against ``reference``; returns (DayMetrics, snapshot).
 
-    ``current`` holds the feature columns and ``prediction`` (NaN where a row is not scored);
-    ``reference`` is the same for the model's holdout, as a frame or a ``reference_dataset``.
+    ``current`` holds the feature columns, ``prediction`` (NaN where a row is not scored) and
+    the actual ``duration``; ``reference`` is the same for the model's holdout, as a frame or
+    a ``reference_dataset``. ``method`` is the drift method of ``prediction_drift``.
     """
     from evidently import Dataset
 
@@ -91,25 +127,28 @@ def compute(current: pd.DataFrame, reference, features: Features):
     n_rows = len(current)
     n_scored = int(current[PREDICTION].notna().sum()) if n_rows else 0
     if n_rows == 0:
-        return DayMetrics(0, 0, None, None, None), None
+        return DayMetrics(0, 0, None, None, None, drift_method=method), None
     definition = data_definition(features)
     with_prediction = n_scored > 0
-    report = build_report(features, with_prediction=with_prediction)
+    report = build_report(features, with_prediction=with_prediction, method=method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Evidently's legacy path warns about pandas idioms
         snapshot = report.run(
             Dataset.from_pandas(monitoring_frame(current, features), data_definition=definition),
             reference,
         )
-    drift = float(_value(snapshot, "ValueDrift")) if with_prediction else None
     drifted = _value(snapshot, "DriftedColumnsCount")
     missing = _value(snapshot, "DatasetMissingValueCount")
     metrics = DayMetrics(
         n_rows=n_rows,
         n_scored=n_scored,
-        prediction_drift=drift if drift is not None and math.isfinite(drift) else None,
+        prediction_drift=_finite(_value(snapshot, "ValueDrift")) if with_prediction else None,
         num_drifted_columns=int(drifted["count"]),
         share_missing_values=float(missing["share"]),
+        rmse=_finite(_value(snapshot, "RMSE")) if with_prediction else None,
+        mae=_finite(_value(snapshot, "MAE")["mean"]) if with_prediction else None,
+        mean_error=_finite(_value(snapshot, "MeanError")["mean"]) if with_prediction else None,
+        drift_method=method,
     )
     return metrics, snapshot
 

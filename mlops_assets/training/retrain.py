@@ -25,6 +25,22 @@ from mlops_core.features import scorable
 from mlops_core.specs import ModelSpec
 
 RETRAIN_TAG = "mlops/retrain"
+# Set by the alert sensor on the runs it requests: which rule breached, with what value, on
+# which day. The retrain copies them into its metadata and its MLflow version's tags.
+TRIGGER_RULE_TAG = "mlops/trigger_rule"
+TRIGGER_VALUE_TAG = "mlops/trigger_value"
+TRIGGER_DAY_TAG = "mlops/trigger_day"
+TRIGGER_TAGS = {
+    TRIGGER_RULE_TAG: "trigger_rule",
+    TRIGGER_VALUE_TAG: "trigger_value",
+    TRIGGER_DAY_TAG: "trigger_day",
+}
+
+
+def trigger_of(run_tags: dict[str, str]) -> dict[str, str]:
+    """What requested this retrain, from the run's tags: rule, value and day (empty when it was
+    launched by hand)."""
+    return {name: run_tags[tag] for tag, name in TRIGGER_TAGS.items() if tag in run_tags}
 
 
 class RetrainRefused(RuntimeError):
@@ -84,7 +100,8 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             f"A retrained model for a breach day: trained on the {window.window_days} days ending "
             f"that day (the last {window.holdout_days} are the holdout), registered in MLflow, "
             "and promoted to `champion` only if its holdout RMSE is no worse than the champion's "
-            "on the same rows. Requested by the drift alert sensor."
+            "on the same rows. Requested by the alert sensor for a rule marked `retrain` (the "
+            "rule and its value are in the run's tags and this asset's metadata)."
         ),
     )
     def retrained_model(
@@ -95,6 +112,9 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         serving: ServingClient,
     ) -> dg.MaterializeResult:
         breach_day = date.fromisoformat(context.partition_key)
+        trigger = trigger_of(context.run.tags)
+        if trigger:
+            context.log.info("retrain requested by %s", ", ".join(f"{k}={v}" for k, v in trigger.items()))
         train_rows, holdout_rows = window_rows(spec, breach_day, trips)
         bundle = M.train(spec, train_rows, holdout_rows, min_rows=1)
         registered = model_registry.register(
@@ -105,7 +125,7 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "window_days": window.window_days,
                 "holdout_days": window.holdout_days,
             },
-            tags={"source": "retrain", "breach_day": str(breach_day), "spec": spec.name},
+            tags={"source": "retrain", "breach_day": str(breach_day), "spec": spec.name, **trigger},
         )
         decision = promote_if_no_worse(
             spec,
@@ -126,6 +146,7 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             ),
             **decision.metadata(),
             "breach_day": str(breach_day),
+            **trigger,
         }
         if decision.promoted:
             metadata["serving_reload"] = tell_serving(serving, context.log)

@@ -8,14 +8,17 @@ the dashboard variable and Grafana's PostgreSQL macros expanded the way Grafana 
 (support.grafana_sql, after pkg/tsdb/grafana-postgresql-datasource/macros.go), as the
 read-only Grafana role, against a metrics DB made by the real init script and filled by a
 real backfill: the monitoring assets on the real TLC files of February 2022 with model v1
-(trained on January 2022), then one evaluation of the real drift alert sensor.
+(trained on January 2022), then one evaluation of the real alert sensor. The quality panels
+(RMSE with the holdout RMSE of the model in effect, bias, rmse_ratio) return the monitored
+days' dummy_metrics values; the alert panels read ``alerts``.
 
-The alerts are real too: at the default threshold (0.20) v1 does not breach in February
-2022, so the backfill and the sensor run with the spec's default threshold at 0.10 (what
-DRIFT_THRESHOLD=0.10 gives, as an operator who wants earlier warnings would set it; here the
-``Settings`` and the spec get the value); the days above 0.10 are recorded in drift_alerts and
-emailed to the outbox (no SMTP server configured). Replaced: Grafana itself (its container is not
-run here; its macro expansion is reproduced).
+The alerts are real too: at the default spec's thresholds v1 breaches neither rule in February
+2022, so the backfill and the sensor run with both lowered, as an operator who wants earlier
+warnings would set them: the drift threshold at 0.10 (what DRIFT_THRESHOLD=0.10 gives; here the
+``Settings`` and the spec get the value) and the rmse_ratio rule at 1.20 (still 2 days, 500
+trips). The breaches of both rules are recorded in ``alerts`` and emailed to the outbox (no SMTP
+server configured), and the alert annotations are checked against the email's lines. Replaced:
+Grafana itself (its container is not run here; its macro expansion is reproduced).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import re
 import shutil
 from datetime import UTC, date, datetime
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import dagster as dg
@@ -33,6 +37,7 @@ import sqlalchemy as sa
 import yaml
 
 from mlops_assets import constants as C
+from mlops_assets.alerting.alerts import breach_line
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
 from mlops_assets.metrics_db import MetricsDB
@@ -51,14 +56,31 @@ from mlops_assets_tests.stack.support import (
     init_stack_databases,
     service_environment,
 )
+from mlops_core.specs import DRIFT_METHODS, PREDICTION_DRIFT, ModelSpec
 
 SPEC = default_spec()
 THRESHOLD = 0.10
+QUALITY_THRESHOLD = 1.20  # the rmse_ratio rule's, for the backfill (the default spec says 1.5)
 FEBRUARY = (datetime(2022, 2, 1, tzinfo=UTC), datetime(2022, 3, 1, tzinfo=UTC))
 DATASOURCES = yaml.safe_load((REPO / "config" / "grafana_datasources.yaml").read_text())
 PROVIDERS = yaml.safe_load((REPO / "config" / "grafana_dashboards.yaml").read_text())
 DASHBOARD_FILES = sorted((REPO / "dashboards").glob("*.json"))
 DASHBOARDS = {path.name: json.loads(path.read_text()) for path in DASHBOARD_FILES}
+
+
+def with_quality_threshold(spec: ModelSpec, threshold: float) -> ModelSpec:
+    """``spec`` with its rmse_ratio rule's threshold set to ``threshold`` (the rest as it is)."""
+    rules = tuple(
+        r.model_copy(update={"threshold": threshold}) if r.metric == "rmse_ratio" else r
+        for r in spec.monitoring.rules
+    )
+    assert rules != spec.monitoring.rules, "the spec has no rmse_ratio rule"
+    return spec.model_copy(update={"monitoring": spec.monitoring.model_copy(update={"rules": rules})})
+
+
+def quality_rule(spec: ModelSpec):
+    (rule,) = [r for r in spec.monitoring.rules if r.metric == "rmse_ratio"]
+    return rule
 
 
 def panels():
@@ -190,7 +212,7 @@ def backfill(trained_home, trip_data_dir, tmp_path_factory):
             drift_threshold=THRESHOLD,
             metrics_database_url=databases.metrics_url,
         )
-        spec = default_spec(settings.drift_threshold)
+        spec = with_quality_threshold(default_spec(settings.drift_threshold), QUALITY_THRESHOLD)
         defs = build_defs([spec], build_resources(settings))
         keys = [
             dg.AssetKey([spec.name, n]) for n in (C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS)
@@ -216,8 +238,10 @@ def backfill(trained_home, trip_data_dir, tmp_path_factory):
         outbox = sorted((home / "outbox").glob("*.eml"))
         yield {
             "db": databases,
+            "spec": spec,
             "rows": rows,
             "alerts": alerts,
+            "timeline": metrics.timeline(spec.name),
             "evaluation": evaluation,
             "outbox": outbox,
         }
@@ -234,6 +258,26 @@ def run_as_grafana(backfill, sql: str) -> pd.DataFrame:
         engine.dispose()
 
 
+def expected_quality_breaches(backfill) -> list:
+    """The days the (lowered) rmse_ratio rule breaches, judged here from the dummy_metrics rows:
+    the last day of each run of ``for_days`` consecutive days past the threshold with at least
+    ``min_rows`` trips."""
+    rule = quality_rule(backfill["spec"])
+    rows = backfill["rows"].set_index("timestamp")
+    qualifying = set(rows.index[(rows["rmse_ratio"] > rule.threshold) & (rows["n_rows"] >= rule.min_rows)])
+    return [
+        day
+        for day in sorted(qualifying)
+        if all(day - pd.Timedelta(days=i) in qualifying for i in range(rule.for_days))
+    ]
+
+
+def email_lines(backfill) -> list[str]:
+    (path,) = backfill["outbox"]
+    message = message_from_bytes(path.read_bytes(), policy=policy.default)
+    return [line for line in message.get_body().get_content().splitlines() if line.startswith("Threshold")]
+
+
 def model_values(backfill) -> list[str]:
     (dashboard,) = DASHBOARDS.values()
     (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "model"]
@@ -245,19 +289,36 @@ def test_the_backfill_has_real_breaches_that_were_emailed(backfill, report_figur
     rows, alerts = backfill["rows"], backfill["alerts"]
     assert len(rows) == 28 and set(rows["model_version"]) == {"1"}
     assert (rows["drift_threshold"] == THRESHOLD).all()
+    assert set(rows["drift_method"]) == {"wasserstein"}
+    assert rows[["rmse", "mae", "mean_error", "rmse_ratio", "holdout_rmse"]].notna().all().all()
+    assert set(alerts["rule"]) <= {PREDICTION_DRIFT, "rmse_ratio"}
+    drift = alerts[alerts["rule"] == PREDICTION_DRIFT]
+    quality = alerts[alerts["rule"] == "rmse_ratio"]
     breaching = rows[rows["prediction_drift"] > THRESHOLD]
     assert len(breaching) >= 1, f"no February day above {THRESHOLD}: {rows['prediction_drift'].describe()}"
-    assert sorted(alerts["timestamp"]) == sorted(breaching["timestamp"])
+    assert sorted(drift["timestamp"]) == sorted(breaching["timestamp"])
+    assert (drift["threshold"] == THRESHOLD).all() and (drift["op"] == ">").all()
+    expected = expected_quality_breaches(backfill)
+    assert expected, f"no run of 2 February days with rmse_ratio > {QUALITY_THRESHOLD}: {rows['rmse_ratio']}"
+    assert sorted(quality["timestamp"]) == expected
+    assert (quality["threshold"] == QUALITY_THRESHOLD).all() and (quality["for_days"] == 2).all()
     assert set(alerts["status"]) == {"sent"}  # written to the outbox
     assert len(backfill["outbox"]) == 1  # one email for all of them
+    assert len(email_lines(backfill)) == len(alerts)
     assert model_values(backfill) == [SPEC.name]
     report_figure(
         f"February 2022, v1: prediction drift {rows['prediction_drift'].min():.3f}.."
         f"{rows['prediction_drift'].max():.3f}"
-        f"; {len(alerts)} day(s) above {THRESHOLD}: "
-        + ", ".join(
-            f"{t:%m-%d} {v:.3f}" for t, v in zip(alerts["timestamp"], alerts["prediction_drift"], strict=True)
-        )
+        f"; {len(drift)} day(s) above {THRESHOLD}: "
+        + ", ".join(f"{t:%m-%d} {v:.3f}" for t, v in zip(drift["timestamp"], drift["value"], strict=True))
+    )
+    report_figure(
+        f"February 2022, v1 (holdout RMSE {rows['holdout_rmse'].iloc[0]:.2f} min): daily RMSE "
+        f"{rows['rmse'].min():.2f}..{rows['rmse'].max():.2f} min, rmse_ratio {rows['rmse_ratio'].min():.3f}.."
+        f"{rows['rmse_ratio'].max():.3f}, mean error {rows['mean_error'].min():+.2f}.."
+        f"{rows['mean_error'].max():+.2f}"
+        f" min; rmse_ratio > {QUALITY_THRESHOLD} for 2 days breached on "
+        + ", ".join(f"{t:%m-%d} {v:.3f}" for t, v in zip(quality["timestamp"], quality["value"], strict=True))
     )
 
 
@@ -269,6 +330,7 @@ def test_every_query_returns_what_its_panel_needs(backfill, qid):
     frame = run_as_grafana(backfill, grafana_sql(target["rawSql"], {"model": model}, *FEBRUARY))
     assert len(frame) >= 1, f"{kind} {title!r} returns no rows for February 2022"
     rows, alerts = backfill["rows"], backfill["alerts"]
+    (v1,) = backfill["timeline"]
     if kind == "annotation":
         assert {"time", "text", "tags"} <= set(frame.columns)
         assert frame["text"].notna().all()
@@ -287,8 +349,9 @@ def test_every_query_returns_what_its_panel_needs(backfill, qid):
         "Latest prediction drift": lambda f: (
             f["prediction drift"].iloc[-1] == rows["prediction_drift"].iloc[-1]
         ),
-        "Days over the threshold": lambda f: (
-            f.iloc[0].to_dict() == {"days over threshold": len(alerts), "days monitored": 28}
+        "Days past the drift threshold": lambda f: (
+            f.iloc[0].to_dict()
+            == {"days past threshold": (alerts["rule"] == PREDICTION_DRIFT).sum(), "days monitored": 28}
         ),
         "Alerts emailed": lambda f: f.iloc[0].to_dict() == {"sent": len(alerts), "pending": 0},
         "Model version in effect": lambda f: f["model version"].iloc[-1] == "v1",
@@ -301,17 +364,100 @@ def test_every_query_returns_what_its_panel_needs(backfill, qid):
         "Model timeline": lambda f: (
             f["version"].tolist() == ["v1"] and f["effective from"].tolist() == [date(2022, 2, 1)]
         ),
-        "Drift alerts": lambda f: len(f) == len(alerts) and set(f["status"]) == {"sent"},
+        "Alerts": lambda f: (
+            len(f) == len(alerts)
+            and sorted(zip(f["day"], f["rule"], f["value"], strict=True))
+            == sorted(zip(alerts["timestamp"], alerts["rule"], alerts["value"], strict=True))
+            and set(f["condition"])
+            == {f"prediction_drift > {THRESHOLD:.2f}", f"rmse_ratio > {QUALITY_THRESHOLD:.2f}"}
+            and set(f["retrain"]) == {"yes"}
+            and set(f["status"]) == {"sent"}
+        ),
         "Model promotions": lambda f: f["text"].iloc[0].startswith("v1 in effect"),
-        "Drift alerts (annotation)": lambda f: (
-            len(f) == len(alerts) and f["text"].str.startswith(f"Threshold breach (>{THRESHOLD:.2f}): ").all()
+        "Alerts (annotation)": lambda f: (
+            len(f) == len(alerts)
+            and f["text"].str.startswith(f"Threshold breach (>{THRESHOLD:.2f}): ").sum()
+            == len(alerts) - len(expected_quality_breaches(backfill))
+            and f["text"].str.startswith(f"Threshold breach rmse_ratio (>{QUALITY_THRESHOLD:.2f}): ").sum()
+            == len(expected_quality_breaches(backfill))
+            and f["tags"].str.startswith("alert,").all()
+        ),
+        "RMSE vs holdout RMSE": lambda f: (
+            list(f.columns) == ["time", "RMSE", "MAE", "holdout RMSE"]
+            and f["RMSE"].tolist() == rows["rmse"].tolist()
+            and f["MAE"].tolist() == rows["mae"].tolist()
+            and f["holdout RMSE"].tolist() == [v1["holdout_rmse"]] * 28
+            and (f["MAE"] <= f["RMSE"]).all()
+        ),
+        "Bias (mean error)": lambda f: (
+            list(f.columns) == ["time", "mean error"]
+            and f["mean error"].tolist() == rows["mean_error"].tolist()
+        ),
+        "RMSE ratio vs threshold": lambda f: (
+            list(f.columns) == ["time", "rmse ratio"]
+            and f["rmse ratio"].tolist() == rows["rmse_ratio"].tolist()
+            and (f["rmse ratio"] - rows["rmse"] / v1["holdout_rmse"]).abs().max() < 1e-12
         ),
     }
-    check = expected.get(
-        f"{title} (annotation)" if kind == "annotation" and title == "Drift alerts" else title
-    )
+    check = expected.get(f"{title} (annotation)" if kind == "annotation" and title == "Alerts" else title)
     assert check is not None, f"no expectation written for {kind} {title!r}"
     assert check(frame), f"{kind} {title!r} returned:\n{frame}"
+
+
+@pytest.mark.postgres
+def test_the_alert_annotations_read_as_the_email_lines(backfill):
+    """Each alert annotation is the email's line for its breach, then the alert's status."""
+    (annotation,) = [
+        a for a in DASHBOARDS["mlops-monitoring.json"]["annotations"]["list"] if a["name"] == "Alerts"
+    ]
+    (model,) = model_values(backfill)
+    frame = run_as_grafana(backfill, grafana_sql(annotation["target"]["rawSql"], {"model": model}, *FEBRUARY))
+    texts = frame["text"].tolist()
+    assert all(text.endswith(" (sent)") for text in texts), texts
+    lines = [text.removesuffix(" (sent)") for text in texts]
+    assert sorted(lines) == sorted(email_lines(backfill))
+    alerts = backfill["alerts"]
+    assert sorted(lines) == sorted(
+        breach_line(a["threshold"], a["timestamp"], a["value"], a["metric"], a["op"])
+        for _, a in alerts.iterrows()
+    )
+    assert sorted(frame["tags"]) == sorted(f"alert,{rule},sent" for rule in alerts["rule"])
+
+
+def test_the_rmse_ratio_threshold_line_is_the_default_spec_rule():
+    """Grafana cannot read the spec: the panel's dashed line copies the default spec's
+    rmse_ratio rule, and must change with it."""
+    (panel,) = [p for _, p in panels() if p["title"] == "RMSE ratio vs threshold"]
+    defaults = panel["fieldConfig"]["defaults"]
+    steps = [s["value"] for s in defaults["thresholds"]["steps"]]
+    assert steps == [None, quality_rule(SPEC).threshold]
+    assert defaults["custom"]["thresholdsStyle"]["mode"] in ("line", "dashed", "line+area", "dashed+area")
+    assert f"{quality_rule(SPEC).threshold:g}" in panel["description"]
+    assert f"{quality_rule(SPEC).min_rows}" in panel["description"]
+    # the line stays in view when every day is below it
+    assert defaults["custom"]["axisSoftMax"] > quality_rule(SPEC).threshold
+    # the RMSE panel's reference line is the holdout RMSE series, dashed; the bias panel has its zero line
+    (rmse,) = [p for _, p in panels() if p["title"] == "RMSE vs holdout RMSE"]
+    (holdout,) = [o for o in rmse["fieldConfig"]["overrides"] if o["matcher"]["options"] == "holdout RMSE"]
+    assert {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}} in holdout["properties"]
+    (bias,) = [p for _, p in panels() if p["title"] == "Bias (mean error)"]
+    assert [s["value"] for s in bias["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 0]
+
+
+def test_the_drift_stat_judges_p_values_below_the_threshold():
+    """'Days past the drift threshold' compares in the drift method's direction: its list of
+    p-value methods is Evidently's (mlops_core.specs.DRIFT_METHODS)."""
+    (panel,) = [p for _, p in panels() if p["title"] == "Days past the drift threshold"]
+    sql = panel["targets"][0]["rawSql"]
+    (listed,) = re.findall(r"drift_method IN \(([^)]*)\)", sql)
+    assert {m.strip().strip("'") for m in listed.split(",")} == {
+        m for m, kind in DRIFT_METHODS.items() if kind == "p_value"
+    }
+
+
+def test_no_query_reads_the_old_drift_alerts_table():
+    for qid, _, _, _, target in queries():
+        assert not re.search(r"\bdrift_alerts\b", target["rawSql"]), qid
 
 
 @pytest.mark.postgres

@@ -80,11 +80,13 @@ def test_grafana_reads_the_metrics_tables_and_cannot_write(stack_db):
     assert MetricsDB(url=stack_db.metrics_url).engine() is not None
     grafana = connect(stack_db, "METRICS_DB", "GRAFANA_DB_USER")
     with grafana.connect() as conn:
-        for table in ("dummy_metrics", "model_timeline", "drift_alerts"):
+        for table in ("dummy_metrics", "model_timeline", "alerts"):
             assert conn.execute(sa.text(f"select count(*) from {table}")).scalar() == 0
         for statement in (
-            "insert into drift_alerts (model_name, timestamp, prediction_drift, drift_threshold, "
-            "detected_at, status) values ('m', now(), 1, 0.2, now(), 'sent')",
+            "insert into alerts (model_name, rule, metric, op, threshold, timestamp, value, retrain, "
+            "detected_at, status) values ('m', 'rmse_ratio', 'rmse_ratio', '>', 1.5, now(), 2, true, "
+            "now(), 'sent')",
+            "update alerts set status = 'sent'",
             "delete from dummy_metrics",
             "create table grafana_was_here (x int)",
             "drop table model_timeline",
