@@ -54,8 +54,10 @@ def free_port() -> int:
 class Inbox:
     def __init__(self):
         self.messages: list[email.message.Message] = []
+        self.raw: list[bytes] = []  # as received, before any parsing unfolds headers
 
     async def handle_DATA(self, server, session, envelope):
+        self.raw.append(envelope.content)
         self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
         return "250 OK"
 
@@ -202,6 +204,39 @@ def test_each_breach_is_emailed_exactly_once_over_real_smtp(settings, smtp_port)
         ]
     assert {a["status"] for a in db.alerts(SPEC.name)} == {"sent"}
     assert len(db.alerts(SPEC.name)) == 31
+
+
+def header_lines(raw: bytes, name: bytes) -> list[bytes]:
+    """The raw lines of header ``name``: its first line and any folded continuation lines."""
+    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].split(b"\n")
+    (first,) = [i for i, line in enumerate(head) if line.startswith(name + b":")]
+    end = first + 1
+    while end < len(head) and head[end][:1] in (b" ", b"\t"):
+        end += 1
+    return head[first:end]
+
+
+def test_the_subject_is_one_line_over_smtp_and_in_the_outbox(settings, smtp_port):
+    """A month of breaches gives a Subject of ~85 characters: the email module's default
+    policy folds it at 78 onto a second line; it must arrive, and be written, as one line."""
+    db = R.metrics_db(settings)
+    put_rows(db, {f"2022-01-{d:02d}": 0.30 + d / 1000 for d in range(1, 31)})
+    with SmtpServer(smtp_port) as inbox:
+        tick(
+            build_defs([SPEC], build_resources(smtp_settings(settings, smtp_port))),
+            dg.DagsterInstance.ephemeral(),
+        )
+    (raw,) = inbox.raw
+    expected = b"Subject: [mlops_assets] green_taxi_duration: prediction drift 0.3300 > 0.20 (30 breaches)"
+    assert len(expected) > 78
+    assert header_lines(raw, b"Subject") == [expected]
+
+    # Without SMTP_HOST the same alert is an .eml file (its own metrics DB: nothing alerted yet).
+    outbox = dataclasses.replace(settings, metrics_database_url=f"sqlite:///{settings.home}/outbox.db")
+    put_rows(R.metrics_db(outbox), {f"2022-01-{d:02d}": 0.30 + d / 1000 for d in range(1, 31)})
+    tick(build_defs([SPEC], build_resources(outbox)), dg.DagsterInstance.ephemeral())
+    (eml,) = (settings.home / "outbox").glob("*.eml")
+    assert header_lines(eml.read_bytes(), b"Subject") == [expected]
 
 
 def test_spec_threshold_and_env_threshold(isolated_env, settings):
