@@ -24,6 +24,9 @@ from datetime import date, datetime
 
 import dagster as dg
 import mlflow
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -37,7 +40,7 @@ from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets.training.retrain import RETRAIN_TAG
-from mlops_assets_tests.helpers import default_spec, failure_message, train_through_assets
+from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, train_through_assets
 from mlops_core.specs import Features, Retraining
 
 SPEC = default_spec()
@@ -365,7 +368,7 @@ class ReloadRecorder:
         self.server.server_close()
 
 
-def retrain(defs, day: str):
+def retrain(defs, day: str, instance=None):
     return dg.materialize(
         list(defs.assets),
         selection=[RETRAINED],
@@ -373,6 +376,7 @@ def retrain(defs, day: str):
         partition_key=day,
         raise_on_error=False,
         tags={RETRAIN_TAG: SPEC.name},
+        instance=instance,
     )
 
 
@@ -459,12 +463,63 @@ def test_too_few_rows_in_the_window_is_refused(home, settings, resources):
     )
 
 
-def test_window_without_trips_materialized_fails_clearly(home, resources):
-    result = retrain(build_defs([SPEC], resources), "2022-02-10")  # trips of 2022-02 were never materialized
-    assert not result.success
-    assert "green_taxi_duration/trips partition 2022-02-01 has not been materialized" in failure_message(
-        result
+def test_a_window_with_a_missing_week_trains_on_the_rest_and_reports_the_gap(
+    home, settings, tmp_path, trip_data_dir
+):
+    """2022-01-10..16 cut out of the January file: the retrain for 2022-01-31 trains on the
+    other 21 days of its window and says which 7 were missing."""
+    folder = tmp_path / "tlc"
+    folder.mkdir()
+    table = pq.read_table(trip_data_dir / "green_tripdata_2022-01.parquet")
+    day = pc.strftime(table.column("lpep_pickup_datetime"), format="%Y-%m-%d")
+    week = pa.array([f"2022-01-{d}" for d in range(10, 17)])
+    pq.write_table(
+        table.filter(pc.invert(pc.is_in(day, value_set=week))), folder / "green_tripdata_2022-01.parquet"
     )
+    gappy = dataclasses.replace(settings, trip_data_dir=folder)
+    instance = dg.DagsterInstance.ephemeral()
+    result = retrain(build_defs([SPEC], build_resources(gappy)), "2022-01-31", instance)
+    assert result.success, failure_message(result)
+    md = metadata(result)
+    assert md["missing_days"] == "2022-01-10 .. 2022-01-16 (7 days)" and md["n_missing_days"] == 7
+    assert md["training_window"] == "2022-01-04 .. 2022-01-31 (holdout from 2022-01-25)"
+    trained_days = {
+        str(d.date()) for d in load_trips(SPEC, folder, "2022-01-04", "2022-01-25")["pickup_datetime"]
+    }
+    assert len(trained_days) == 14 and not trained_days & {f"2022-01-{d}" for d in range(10, 17)}
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any(
+        "7 of the 28 days of the window 2022-01-04 .. 2022-01-31 have no trips, training on the rest: "
+        "2022-01-10 .. 2022-01-16 (7 days)" in message
+        for message in logged
+    )
+
+
+def test_a_window_reaching_into_a_month_the_data_lacks_trains_on_the_rest(home, settings):
+    """The shared data has no December 2021: the retrain for 2022-01-20 (window 2021-12-24 ..
+    2022-01-20) used to fail with MissingPartitionError; it trains on January's 20 days.
+    (The trips of 2022-02 were never materialized either: a retrain there just reads them.)"""
+    result = retrain(build_defs([SPEC], build_resources(settings)), "2022-01-20")
+    assert result.success, failure_message(result)
+    md = metadata(result)
+    assert md["missing_days"] == "2021-12-24 .. 2021-12-31 (8 days)"
+    assert md["training_window"] == "2022-01-01 .. 2022-01-20 (holdout from 2022-01-14)"
+    february = metadata(retrain(build_defs([SPEC], build_resources(settings)), "2022-02-10"))
+    assert february["missing_days"] == "none" and february["n_missing_days"] == 0
+
+
+def test_a_window_with_too_few_rows_left_is_refused_and_names_the_gap(home, settings):
+    result = retrain(build_defs([SPEC], build_resources(settings)), "2022-01-02")
+    assert not result.success
+    message = failure_message(result)
+    assert (
+        "green_taxi_duration: the window 2021-12-06 .. 2022-01-02 holds " in message
+        and "usable trips (26 of its 28 days have no trips: 2021-12-06 .. 2021-12-31 (26 days)), "
+        "fewer than retraining.min_rows=5000; refusing to train on so little"
+        in message
+    )
+    client = mlflow.MlflowClient(R.model_registry(settings).uri())
+    assert len(client.search_model_versions(f"name='{SPEC.name}'")) == 1
 
 
 def test_mailer_describe_never_shows_the_password(settings, monkeypatch):
