@@ -27,6 +27,7 @@ def trip_source(settings: Settings) -> TripSource:
         kind=settings.trip_source_kind,
         data_dir=str(settings.trip_data_dir) if settings.trip_data_dir else None,
         cache_dir=str(settings.home / "cache" / "tlc"),
+        synthetic_scenarios=settings.synthetic_scenarios,
     )
 
 

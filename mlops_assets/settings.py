@@ -31,6 +31,7 @@ class Settings:
     mlflow_tracking_uri: str
     trip_source: str = "auto"  # auto | tlc | local | synthetic
     trip_data_dir: Path | None = None
+    synthetic_scenarios: bool = True  # the synthetic source's scenario calendar (storm, new district)
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     specs_dir: Path = PACKAGED_SPECS_DIR
     smtp_host: str | None = None
@@ -71,6 +72,7 @@ class Settings:
         values = {
             "trip_source": text("TRIP_SOURCE") or "auto",
             "trip_data_dir": Path(data_dir).expanduser().resolve() if data_dir else None,
+            "synthetic_scenarios": parse_flag(env.get("SYNTHETIC_SCENARIOS"), default=True),
             "drift_threshold": parse_number(
                 "DRIFT_THRESHOLD", env.get("DRIFT_THRESHOLD"), DEFAULT_DRIFT_THRESHOLD, positive=True
             ),

@@ -228,6 +228,6 @@ def test_synthetic_source_has_yellow_layout():
         TripSource(kind="synthetic", synthetic_trips_per_day=50).files().fetch("yellow", "2021-03")
     )
     assert "tpep_pickup_datetime" in table.column_names
-    assert origin == "synthetic(seed=7, yellow, 2021-03)"
+    assert origin == "synthetic(seed=7, yellow, 2021-03; new district 2021-03-08 .. 2021-03-31)"
     out = schema.normalize(table, source=origin, taxi_type="yellow")
     assert out.column("trip_type").null_count == out.num_rows

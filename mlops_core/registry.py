@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 BUNDLE_ARTIFACT_PATH = "bundle"
+# The promotion decision, as tags of the version (written by the code location's promotion,
+# read back here to say why a spec has no champion).
+DECISION_TAG = "decision"
+DECISION_REASON_TAG = "decision_reason"
+PROMOTED = "promoted"
+NOT_PROMOTED = "not_promoted"
 
 
 class RegistryError(RuntimeError):
@@ -236,6 +242,22 @@ class RegistryOps:
                 return False
             raise
         return True
+
+    def refusal(self, name: str) -> str | None:
+        """Why the newest version of ``name`` that promotion refused was refused, as
+        ``"v3 was not promoted: <reason>"``; None when no version was refused (or there is
+        no such registered model)."""
+        try:
+            versions = self.client().search_model_versions(f"name='{name}'")
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            if mv.tags.get(DECISION_TAG) == NOT_PROMOTED:
+                reason = mv.tags.get(DECISION_REASON_TAG) or "no reason recorded"
+                return f"v{mv.version} was not promoted: {reason}"
+        return None
 
     def version_tags(self, name: str, version: str) -> dict[str, str]:
         return dict(self.client().get_model_version(name, version).tags)

@@ -151,6 +151,15 @@ class ModelSource:
                 "(train and register one, set its alias, then POST /reload)"
             )
         if version is None:
+            try:
+                refused = registry.refusal(self.name) if alias == CHAMPION else None
+            except Exception as exc:
+                refused = f"(cannot read the versions' decisions: {_scrub(str(exc), uri)})"
+            if refused:
+                raise ModelUnavailable(
+                    f"no acceptable model: {self.name!r} has no {alias!r} in {where}: {refused} "
+                    "(a model that does not beat the mean predictor is never promoted)"
+                )
             raise ModelUnavailable(
                 f"no model yet: {self.name!r} has no {alias!r} alias in {where} "
                 "(register a model and set the alias, then POST /reload)"

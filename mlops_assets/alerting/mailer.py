@@ -11,6 +11,7 @@ offline. The links an alert carries (Dagster UI, Grafana) are the mailer's too.
 from __future__ import annotations
 
 import copy
+import email.policy
 import logging
 import os
 import smtplib
@@ -28,6 +29,10 @@ from mlops_core.text import scrub
 log = logging.getLogger(__name__)
 
 DEFAULT_SENDER = "mlops-assets@localhost"
+# Headers up to RFC 5322's line limit stay on one line: the default policy folds at 78
+# characters, which put the alert's Subject on two lines. (``max_line_length=None`` would
+# also say "no folding", but breaks ``set_content``'s choice of transfer encoding.)
+POLICY = email.policy.default.clone(max_line_length=998)
 
 
 class MailError(RuntimeError):
@@ -84,7 +89,7 @@ class Mailer(dg.ConfigurableResource):
         recipients = self.to_addresses()
         if self.smtp_host and not recipients:
             raise MailError("ALERT_EMAIL_TO is not set: there is nobody to send the alert to")
-        msg = EmailMessage()
+        msg = EmailMessage(policy=POLICY)
         msg["Subject"] = subject
         msg["From"] = self.from_address()
         msg["To"] = ", ".join(recipients) or "alerts@localhost"

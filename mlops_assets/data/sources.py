@@ -18,7 +18,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import requests
 from pydantic import PrivateAttr
 
-from mlops_assets.data.synthetic import generate_month
+from mlops_assets.data.synthetic import CALENDAR, Scenario, generate_month, scenarios_in
 from mlops_core import schema
 from mlops_core.specs import ModelSpec
 
@@ -154,13 +154,17 @@ class _Permanent(Exception):
 
 
 class Synthetic:
-    def __init__(self, seed: int, trips_per_day: int):
+    def __init__(self, seed: int, trips_per_day: int, scenarios: Sequence[Scenario] = ()):
         self.seed = seed
         self.trips_per_day = trips_per_day
+        self.scenarios = tuple(scenarios)
 
     def fetch(self, taxi_type: str, month: str) -> tuple[pa.Table, str]:
-        table = generate_month(taxi_type, month, seed=self.seed, trips_per_day=self.trips_per_day)
-        return table, f"synthetic(seed={self.seed}, {taxi_type}, {month})"
+        table = generate_month(
+            taxi_type, month, seed=self.seed, trips_per_day=self.trips_per_day, scenarios=self.scenarios
+        )
+        events = "".join(f"; {event}" for event in scenarios_in(month, self.scenarios))
+        return table, f"synthetic(seed={self.seed}, {taxi_type}, {month}{events})"
 
 
 def months_between(start: datetime, end: datetime) -> list[str]:
@@ -173,7 +177,8 @@ class TripSource(dg.ConfigurableResource):
     """Cleaned trips for a period, from the TLC, a local folder, or the synthetic generator.
 
     ``kind``: ``local`` reads ``data_dir`` (TRIP_DATA_DIR), ``tlc`` downloads into
-    ``cache_dir``, ``synthetic`` generates; ``auto`` is ``local`` when ``data_dir`` is set,
+    ``cache_dir``, ``synthetic`` generates (with the scenario calendar of ``synthetic.py``
+    unless ``synthetic_scenarios`` is off); ``auto`` is ``local`` when ``data_dir`` is set,
     else ``tlc``.
     """
 
@@ -186,6 +191,7 @@ class TripSource(dg.ConfigurableResource):
     backoff_seconds: float = 1.0
     synthetic_seed: int = 7
     synthetic_trips_per_day: int = 2200
+    synthetic_scenarios: bool = True  # the storm and the new district of synthetic.CALENDAR
 
     _months: dict = PrivateAttr(default_factory=dict)
 
@@ -201,7 +207,8 @@ class TripSource(dg.ConfigurableResource):
                 raise TripDataError(f"TRIP_DATA_DIR={directory} is not a directory")
             return LocalFolder(directory)
         if kind == "synthetic":
-            return Synthetic(self.synthetic_seed, self.synthetic_trips_per_day)
+            scenarios = CALENDAR if self.synthetic_scenarios else ()
+            return Synthetic(self.synthetic_seed, self.synthetic_trips_per_day, scenarios)
         if not self.cache_dir:
             raise TripDataError("trip source 'tlc' needs cache_dir (MLOPS_HOME/cache/tlc)")
         return TlcDownload(
@@ -213,7 +220,10 @@ class TripSource(dg.ConfigurableResource):
         if isinstance(files, LocalFolder):
             return f"local folder {files.directory}"
         if isinstance(files, Synthetic):
-            return f"synthetic generator (seed {files.seed})"
+            events = "; ".join(
+                f"{s.name} {s.start}{f' .. {s.end}' if s.end else ' on'}" for s in files.scenarios
+            )
+            return f"synthetic generator (seed {files.seed}; scenarios: {events or 'off'})"
         return f"TLC download from {files.base_url} (cache {files.cache_dir})"
 
     def month(self, taxi_type: str, month: str, required: Iterable[str]) -> tuple[pd.DataFrame, str]:

@@ -53,13 +53,22 @@ class BundleCache:
         return self._bundles[version]
 
 
-def versions_in_effect(spec: ModelSpec, db: MetricsDB, days: list[str]) -> dict[str, str]:
-    """The model version in effect on each day, from the model timeline."""
+def versions_in_effect(
+    spec: ModelSpec, db: MetricsDB, days: list[str], registry: ModelRegistry | None = None
+) -> dict[str, str]:
+    """The model version in effect on each day, from the model timeline (``registry``: to say
+    why there is none when promotion refused the spec's models)."""
     timeline = db.timeline(spec.name)
     if not timeline:
+        refused = registry.refusal(spec.name) if registry is not None else None
         raise NoModelInEffect(
             f"{spec.name}: the metrics DB at {db.describe()} has no model in effect yet; "
-            f"materialize {spec.name}/duration_model for {spec.training.month} first"
+            + (
+                f"no model of this spec was accepted ({refused}); monitoring needs one that beats "
+                "the mean predictor"
+                if refused
+                else f"materialize {spec.name}/duration_model for {spec.training.month} first"
+            )
         )
     out, missing = {}, []
     for day in days:
@@ -126,7 +135,7 @@ def build_predictions_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         model_registry: ModelRegistry,
     ):
         days = list(context.partition_keys)
-        versions = versions_in_effect(spec, metrics_db, days)
+        versions = versions_in_effect(spec, metrics_db, days, model_registry)
         bundles = BundleCache(model_registry, spec)
         out = {}
         for i, day in enumerate(days, 1):

@@ -1,7 +1,5 @@
 """The ``duration_model`` asset: a model trained on one month of trips, and its check."""
 
-import math
-
 import dagster as dg
 import pandas as pd
 
@@ -10,7 +8,7 @@ from mlops_assets.keys import model_key, trips_key
 from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.partitions import monthly_partitions
 from mlops_assets.training import model as M
-from mlops_assets.training.promotion import promote_if_no_worse
+from mlops_assets.training.promotion import beats_mean, mean_refusal, promote_if_no_worse
 from mlops_assets.training.registry import ModelRegistry
 from mlops_core.specs import ModelSpec
 
@@ -37,13 +35,19 @@ def model_metadata(bundle: M.ModelBundle, registered, registry: ModelRegistry, a
 
 
 def rmse_check(spec: ModelSpec, info: M.ModelInfo, key: dg.AssetKey) -> dg.AssetCheckResult:
-    rmse, baseline = info.holdout.rmse, info.mean_baseline.rmse
+    """Blocking (severity ERROR): a failure fails the run after the materialization and its
+    metadata are recorded; promotion has already refused the model (``promotion.beats_mean``)."""
+    passed = beats_mean(info)
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=C.CHECK_MODEL_RMSE,
-        passed=math.isfinite(rmse) and rmse < baseline,
-        metadata={"holdout_rmse": float(rmse), "mean_baseline_rmse": float(baseline)},
-        description=None if rmse < baseline else "the model is no better than predicting the mean",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "holdout_rmse": float(info.holdout.rmse),
+            "mean_baseline_rmse": float(info.mean_baseline.rmse),
+        },
+        description=None if passed else f"not promoted: {mean_refusal(info)}",
     )
 
 
@@ -69,7 +73,8 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 C.CHECK_MODEL_RMSE,
                 asset=key,
-                description="Holdout RMSE is finite and beats the mean predictor",
+                description="Holdout RMSE is finite and beats the mean predictor (blocking)",
+                blocking=True,
             )
         ],
     )
@@ -98,8 +103,8 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             },
         )
         artifact_path = model_registry.bundle_dir(spec.name, registered.version) / spec.training.artifact
-        # Champion if it is the spec's first model or no worse than the champion on this
-        # month's holdout; in effect from the month after at the earliest.
+        # Champion if it beats the mean predictor and is the spec's first model or no worse
+        # than the champion on this month's holdout; in effect from the month after at the earliest.
         decision = promote_if_no_worse(
             spec,
             candidate=bundle,

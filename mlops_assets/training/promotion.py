@@ -1,16 +1,24 @@
-"""Safe promotion: a new model becomes ``champion`` only if it is no worse than the champion.
+"""Safe promotion: a new model becomes ``champion`` only if it beats the mean predictor on
+its holdout and is no worse than the champion.
 
-Both models are scored on the same holdout rows (the candidate's holdout: the most recent
-data). A candidate trained on older data than the champion is never promoted over it. A
-promoted model is recorded in the model timeline of the metrics DB, in effect from the first
-day that has not been monitored yet (and never before the day after its own data), so days
-already monitored keep the model they were monitored with; then the MLflow alias
-``champion`` moves to it. The decision and both scores go to MLflow tags and to the caller's
-asset metadata. The spec's first model is champion without a contest.
+The first test holds for every model, the spec's first included: a model whose holdout RMSE
+is not below the RMSE of predicting the training mean is refused whatever the champion
+scores (there may be none). With no acceptable model a spec has no champion at all, and
+monitoring and serving say why (``RegistryOps.refusal``) instead of using a bad one.
+
+Then both models are scored on the same holdout rows (the candidate's holdout: the most
+recent data). A candidate trained on older data than the champion is never promoted over
+it. A promoted model is recorded in the model timeline of the metrics DB, in effect from
+the first day that has not been monitored yet (and never before the day after its own
+data), so days already monitored keep the model they were monitored with; then the MLflow
+alias ``champion`` moves to it. The decision, both scores and the mean predictor's go to
+MLflow tags and to the caller's asset metadata. The spec's first model that beats the mean
+is champion without a contest.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -19,7 +27,14 @@ import pandas as pd
 from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.training import model as M
 from mlops_assets.training.registry import ModelRegistry
-from mlops_core.registry import RegisteredVersion
+from mlops_core.bundle import ModelInfo
+from mlops_core.registry import (
+    DECISION_REASON_TAG,
+    DECISION_TAG,
+    NOT_PROMOTED,
+    PROMOTED,
+    RegisteredVersion,
+)
 from mlops_core.specs import ModelSpec
 
 
@@ -32,12 +47,14 @@ class Decision:
     champion_rmse: float | None
     effective_from: date | None
     reason: str
+    mean_baseline_rmse: float | None = None
 
     def tags(self) -> dict[str, str]:
         return {
-            "decision": "promoted" if self.promoted else "not_promoted",
-            "decision_reason": self.reason,
+            DECISION_TAG: PROMOTED if self.promoted else NOT_PROMOTED,
+            DECISION_REASON_TAG: self.reason,
             "candidate_rmse": f"{self.candidate_rmse:.6f}",
+            "mean_baseline_rmse": "" if self.mean_baseline_rmse is None else f"{self.mean_baseline_rmse:.6f}",
             "champion_version": self.champion_version or "",
             "champion_rmse": "" if self.champion_rmse is None else f"{self.champion_rmse:.6f}",
             "effective_from": "" if self.effective_from is None else self.effective_from.isoformat(),
@@ -61,6 +78,18 @@ class Decision:
 
 def no_worse(candidate_rmse: float, champion_rmse: float) -> bool:
     return candidate_rmse <= champion_rmse
+
+
+def beats_mean(info: ModelInfo) -> bool:
+    """The holdout RMSE is finite and below the mean predictor's on the same holdout."""
+    return math.isfinite(info.holdout.rmse) and info.holdout.rmse < info.mean_baseline.rmse
+
+
+def mean_refusal(info: ModelInfo) -> str:
+    return (
+        f"holdout RMSE {info.holdout.rmse:.4f} does not beat the mean predictor's "
+        f"{info.mean_baseline.rmse:.4f} on the same {info.n_holdout} holdout rows"
+    )
 
 
 def promote_if_no_worse(
@@ -99,51 +128,47 @@ def _decide(spec, *, candidate, registered, holdout_rows, earliest_effective, re
     version = registered.version
     window_end = date.fromisoformat(candidate.info.window_end)
     cand_rmse = candidate.info.holdout.rmse
+    baseline = candidate.info.mean_baseline.rmse
     timeline = db.timeline(spec.name)
     champion_version = registry.champion(spec.name)
+    if champion_version is None and timeline:  # the registry lost its alias: the timeline knows
+        champion_version = timeline[-1]["model_version"]
+
+    def decide(promoted, reason, champ_rmse=None, effective=None) -> Decision:
+        return Decision(
+            promoted, version, cand_rmse, champion_version, champ_rmse, effective, reason, baseline
+        )
+
+    if not beats_mean(candidate.info):  # first of all: no champion at all beats a bad one
+        return _refuse(spec, registry, decide(False, mean_refusal(candidate.info)))
 
     if not timeline:
-        decision = Decision(
-            True, version, cand_rmse, None, None, earliest_effective, "first model of this spec"
+        decision = decide(
+            True, "first model of this spec that beats the mean predictor", None, earliest_effective
         )
         _record(spec, decision, candidate, registry, db, window_end, previous=None)
         return decision
 
-    if champion_version is None:  # the registry lost its alias: the timeline knows the champion
-        champion_version = timeline[-1]["model_version"]
     if champion_version == version:
-        champ_rmse = cand_rmse
-        decision = Decision(
-            False,
-            version,
-            cand_rmse,
-            version,
-            champ_rmse,
-            None,
-            f"v{version} is already the champion",
-        )
         registry.set_champion(spec.name, version)  # heals an alias that a failed run did not move
-        return decision
+        return decide(False, f"v{version} is already the champion", cand_rmse)
 
     champion = registry.load(spec.name, champion_version, spec.training.artifact)
     champ_rmse = M.score(champion, holdout_rows).rmse
 
-    def refuse(reason: str) -> Decision:
-        decision = Decision(False, version, cand_rmse, champion_version, champ_rmse, None, reason)
-        registry.set_tags(spec.name, version, decision.tags())
-        return decision
-
     if date.fromisoformat(champion.info.window_end) > window_end:
         # e.g. an old month's duration_model re-materialized after a retrain: never go back.
-        return refuse(
+        reason = (
             f"trained on data up to {window_end}, older than champion v{champion_version}'s "
             f"(up to {champion.info.window_end})"
         )
+        return _refuse(spec, registry, decide(False, reason, champ_rmse))
     if not no_worse(cand_rmse, champ_rmse):
-        return refuse(
+        reason = (
             f"candidate holdout RMSE {cand_rmse:.4f} is worse than champion v{champion_version}'s "
             f"{champ_rmse:.4f} on the same {len(holdout_rows)} holdout rows"
         )
+        return _refuse(spec, registry, decide(False, reason, champ_rmse))
 
     last = db.last_monitored_day(spec.name)
     effective = max(
@@ -153,10 +178,16 @@ def _decide(spec, *, candidate, registered, holdout_rows, earliest_effective, re
     )
     reason = (
         f"candidate holdout RMSE {cand_rmse:.4f} <= champion v{champion_version}'s "
-        f"{champ_rmse:.4f} on the same {len(holdout_rows)} holdout rows"
+        f"{champ_rmse:.4f} on the same {len(holdout_rows)} holdout rows (mean predictor: {baseline:.4f})"
     )
-    decision = Decision(True, version, cand_rmse, champion_version, champ_rmse, effective, reason)
+    decision = decide(True, reason, champ_rmse, effective)
     _record(spec, decision, candidate, registry, db, window_end, previous=champion_version)
+    return decision
+
+
+def _refuse(spec: ModelSpec, registry: ModelRegistry, decision: Decision) -> Decision:
+    """A refusal: recorded on the candidate's MLflow version; the alias and timeline stay."""
+    registry.set_tags(spec.name, decision.candidate_version, decision.tags())
     return decision
 
 

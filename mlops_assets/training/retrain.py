@@ -1,18 +1,25 @@
 """The retrain asset: a new model on the trailing window ending at a breach day.
 
-Partitioned by the breach day. Trains the spec's model on the ``window_days`` ending at that
-day (the last ``holdout_days`` are the holdout), refuses to train when the window holds fewer
-than ``min_rows`` usable trips, registers the candidate in MLflow, scores the champion on the
-same holdout and promotes the candidate only if it is no worse (``training/promotion.py``).
-After a promotion, the prediction service is told to reload when ``SERVING_URL`` is set.
+Partitioned by the breach day. Reads the trips of the ``window_days`` ending at that day from
+the trip source itself (as ``duration_model``'s data comes from it: whether the window's
+``trips`` partitions were materialized does not matter), trains the spec's model on the days
+that have trips (the last ``holdout_days`` are the holdout) and says which days had none
+(a month missing from the data folder, a gap in a file): in the log and the asset's
+metadata. It refuses to train when fewer than ``min_rows`` usable trips remain, or when the
+training days or the holdout days hold none. Then it registers the candidate in MLflow,
+scores the champion on the same holdout and promotes the candidate only if it beats the
+mean predictor and is no worse (``training/promotion.py``). After a promotion, the
+prediction service is told to reload when ``SERVING_URL`` is set.
 """
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
+from mlops_assets.data.sources import TripDataError, TripSource, months_between
 from mlops_assets.keys import dummy_metrics_key, retrained_key, trips_key
 from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.partitions import daily_partitions
@@ -21,6 +28,7 @@ from mlops_assets.training.assets import model_metadata
 from mlops_assets.training.promotion import promote_if_no_worse
 from mlops_assets.training.registry import ModelRegistry
 from mlops_assets.training.serving_client import ServingClient
+from mlops_core import schema
 from mlops_core.features import scorable
 from mlops_core.specs import ModelSpec
 
@@ -47,24 +55,83 @@ class RetrainRefused(RuntimeError):
     pass
 
 
-def window_rows(
-    spec: ModelSpec, breach_day: date, trips: dict[str, pd.DataFrame]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The window's trips split into training rows and the holdout (its last days); refuses
-    (``RetrainRefused``) when fewer than ``min_rows`` of them can be used."""
-    window = spec.retraining
-    first_day = breach_day - timedelta(days=window.window_days - 1)
-    holdout_start = breach_day - timedelta(days=window.holdout_days - 1)
-    frames = [f for f in trips.values() if len(f)]
+@dataclass(frozen=True)
+class Window:
+    """The trips of a retrain window and the days of it that have none."""
+
+    first_day: date
+    last_day: date
+    rows: pd.DataFrame
+    missing_days: list[date]
+    notes: list[str]  # why whole months are missing (the trip source's message)
+
+    def describe_missing(self) -> str:
+        return day_ranges(self.missing_days) or "none"
+
+
+def day_ranges(days: list[date]) -> str:
+    """``2021-12-10 .. 2021-12-31 (22 days), 2022-01-05`` for a sorted list of days."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and day - runs[-1][-1] == timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(
+        str(run[0]) if len(run) == 1 else f"{run[0]} .. {run[-1]} ({len(run)} days)" for run in runs
+    )
+
+
+def window_trips(spec: ModelSpec, breach_day: date, trip_source: TripSource) -> Window:
+    """The trips of the ``window_days`` ending at ``breach_day``, month by month from the trip
+    source: a month the source does not have (``TripDataError``) is a gap, not a failure."""
+    first_day = breach_day - timedelta(days=spec.retraining.window_days - 1)
+    start, end = pd.Timestamp(first_day), pd.Timestamp(breach_day + timedelta(days=1))
+    frames, notes = [], []
+    for month in months_between(start.to_pydatetime(), end.to_pydatetime()):
+        month_start = pd.Timestamp(month + "-01")
+        lo, hi = max(start, month_start), min(end, month_start + pd.offsets.MonthBegin(1))
+        try:
+            frame, _, _ = trip_source.trips_for(spec, lo.to_pydatetime(), hi.to_pydatetime())
+        except TripDataError as exc:
+            notes.append(f"{month}: {exc}")
+            continue
+        frames.append(frame)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    usable = int(scorable(rows, spec.features).sum()) if len(rows) else 0
-    if usable < window.min_rows:
+    present = set(schema.day_keys(rows)) if len(rows) else set()
+    days = [first_day + timedelta(days=i) for i in range(spec.retraining.window_days)]
+    missing = [d for d in days if str(d) not in present]
+    return Window(first_day, breach_day, rows, missing, notes)
+
+
+def window_rows(spec: ModelSpec, window: Window) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The window's trips split into training rows and the holdout (its last days); refuses
+    (``RetrainRefused``) when fewer than ``min_rows`` of them can be used, or when the
+    training part or the holdout has none."""
+    settings = spec.retraining
+    holdout_start = window.last_day - timedelta(days=settings.holdout_days - 1)
+    rows = window.rows
+    usable = scorable(rows, spec.features) if len(rows) else pd.Series(dtype=bool)
+    gap = (
+        f" ({len(window.missing_days)} of its {settings.window_days} days have no trips: "
+        f"{window.describe_missing()})"
+        if window.missing_days
+        else ""
+    )
+    if int(usable.sum()) < settings.min_rows:
         raise RetrainRefused(
-            f"{spec.name}: the window {first_day} .. {breach_day} holds {usable} usable trips, "
-            f"fewer than retraining.min_rows={window.min_rows}; refusing to train on so little "
-            "(materialize more trips days, or lower min_rows in the spec)"
+            f"{spec.name}: the window {window.first_day} .. {window.last_day} holds {int(usable.sum())} "
+            f"usable trips{gap}, fewer than retraining.min_rows={settings.min_rows}; refusing to "
+            "train on so little (add the missing trip data, or lower min_rows in the spec)"
         )
-    return M.split_by_days(rows, pd.Timestamp(holdout_start))
+    train_rows, holdout_rows = M.split_by_days(rows, pd.Timestamp(holdout_start))
+    for part, what in ((train_rows, f"before {holdout_start}"), (holdout_rows, f"from {holdout_start} on")):
+        if not scorable(part, spec.features).any():
+            raise RetrainRefused(
+                f"{spec.name}: the window {window.first_day} .. {window.last_day} has no usable "
+                f"trips {what}{gap}; refusing to train or judge a model without them"
+            )
+    return train_rows, holdout_rows
 
 
 def tell_serving(serving: ServingClient, log) -> str:
@@ -86,27 +153,30 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         key=key,
         group_name=spec.name,
         partitions_def=daily_partitions,
-        ins={
-            "trips": dg.AssetIn(
-                key=trips_key(spec),
+        deps=[
+            # Lineage only: the trips are read from the trip source, so days never
+            # materialized (or missing from the data) are a gap, not a failure.
+            dg.AssetDep(
+                trips_key(spec),
                 partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(window.window_days - 1)),
-            )
-        },
-        deps=[dg.AssetDep(dummy_metrics_key(spec))],
+            ),
+            dg.AssetDep(dummy_metrics_key(spec)),
+        ],
         kinds={C.KIND_SKLEARN, "mlflow"},
         owners=list(spec.owners),
         tags={"stage": "retraining"},
         description=(
             f"A retrained model for a breach day: trained on the {window.window_days} days ending "
-            f"that day (the last {window.holdout_days} are the holdout), registered in MLflow, "
-            "and promoted to `champion` only if its holdout RMSE is no worse than the champion's "
-            "on the same rows. Requested by the alert sensor for a rule marked `retrain` (the "
-            "rule and its value are in the run's tags and this asset's metadata)."
+            f"that day (the last {window.holdout_days} are the holdout; days without trips are "
+            "skipped and listed), registered in MLflow, and promoted to `champion` only if it beats "
+            "the mean predictor and its holdout RMSE is no worse than the champion's on the same "
+            "rows. Requested by the alert sensor for a rule marked `retrain` (the rule and its "
+            "value are in the run's tags and this asset's metadata)."
         ),
     )
     def retrained_model(
         context: dg.AssetExecutionContext,
-        trips: dict[str, pd.DataFrame],
+        trip_source: TripSource,
         model_registry: ModelRegistry,
         metrics_db: MetricsDB,
         serving: ServingClient,
@@ -115,7 +185,19 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         trigger = trigger_of(context.run.tags)
         if trigger:
             context.log.info("retrain requested by %s", ", ".join(f"{k}={v}" for k, v in trigger.items()))
-        train_rows, holdout_rows = window_rows(spec, breach_day, trips)
+        trips = window_trips(spec, breach_day, trip_source)
+        if trips.missing_days:
+            context.log.warning(
+                "%s: %d of the %d days of the window %s .. %s have no trips, training on the rest: %s%s",
+                spec.name,
+                len(trips.missing_days),
+                window.window_days,
+                trips.first_day,
+                breach_day,
+                trips.describe_missing(),
+                "".join(f"; {note}" for note in trips.notes),
+            )
+        train_rows, holdout_rows = window_rows(spec, trips)
         bundle = M.train(spec, train_rows, holdout_rows, min_rows=1)
         registered = model_registry.register(
             bundle,
@@ -146,6 +228,8 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             ),
             **decision.metadata(),
             "breach_day": str(breach_day),
+            "missing_days": trips.describe_missing(),
+            "n_missing_days": dg.MetadataValue.int(len(trips.missing_days)),
             **trigger,
         }
         if decision.promoted:
