@@ -37,8 +37,13 @@ DEFAULT_MONTHS = "2021-02,2021-03,2022-01,2022-02,2022-03"
 PROGRESS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
+# Set to "[synthetic] " when the trips are the generator's: every line the demo prints says so.
+LABEL = ""
+
+
 def say(message: str = "") -> None:
-    print(message, flush=True)
+    lines = message.splitlines() or [""]
+    print("\n".join(f"{LABEL}{line}" if line else LABEL.rstrip() for line in lines), flush=True)
 
 
 def table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
@@ -105,8 +110,10 @@ class Demo:
         partition: str | None = None,
         first: str | None = None,
         last: str | None = None,
+        allow_failure: bool = False,
     ) -> dg.ExecuteInProcessResult:
-        """Materialize ``names`` for one partition or a range, in one run; print progress."""
+        """Materialize ``names`` for one partition or a range, in one run; print progress. A
+        failed run ends the demo (exit 1) with its error, unless ``allow_failure``."""
         self.step += 1
         span = partition or f"{first}..{last}"
         say(f"[{self.step}] {label} ({', '.join(names)}; {span}) ...")
@@ -129,15 +136,24 @@ class Demo:
         )
         if not result.success:
             say(f"    FAILED after {time.perf_counter() - started:.1f} s (run {result.run_id}):")
-            for event in result.all_events:
-                if event.is_step_failure:
-                    error = event.step_failure_data.error
-                    while error is not None and error.cause is not None:
-                        error = error.cause
-                    say(f"    {error.message.strip() if error else event.message}")
+            self.explain_failure(result)
+            if allow_failure:
+                return result
             raise SystemExit(1)
         say(f"    done in {time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
         return result
+
+    @staticmethod
+    def explain_failure(result: dg.ExecuteInProcessResult) -> None:
+        """The failed steps' root errors, one line each (no traceback)."""
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                while error is not None and error.cause is not None:
+                    error = error.cause
+                text = error.message.strip() if error else str(event.message)
+                for line in text.splitlines():
+                    say(f"    {line}")
 
     @staticmethod
     def metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> list[tuple[str | None, dict]]:
@@ -159,13 +175,26 @@ class Demo:
         total = sum(md["rows"] for _, md in per_day)
         say(f"    {total:,} trips over {len(per_day)} days")
         result = self.run(
-            f"Train the duration model on {month}", [C.DURATION_MODEL], partition=str(start.date())
+            f"Train the duration model on {month}",
+            [C.DURATION_MODEL],
+            partition=str(start.date()),
+            allow_failure=True,
         )
-        ((_, md),) = self.metadata(result, self.key(C.DURATION_MODEL))
+        trained = self.metadata(result, self.key(C.DURATION_MODEL))
+        if not trained:  # the run failed before the model was registered: its error said why
+            raise SystemExit(1)
+        ((_, md),) = trained
         say(
             f"    v{md['model_version']}: holdout RMSE {md['holdout_rmse']:.3f} min "
             f"(mean predictor {md['mean_baseline_rmse']:.3f}); {outcome(md)}"
         )
+        if md["decision"] != "promoted":
+            say()
+            say(f"No model of {self.spec.name} is accepted: v{md['model_version']} was registered in MLflow")
+            say("(with the reason in its tags) but not promoted, so nothing can be monitored or served")
+            say("(the prediction service's /ready answers 503 with the same reason). Train on a month")
+            say("where the model beats predicting the mean, or change the spec's features or filters.")
+            raise SystemExit(1)
         return md
 
     def monitor(self, month: str) -> list[dict]:
@@ -235,6 +264,9 @@ def main() -> int:
     spec = next((s for s in specs if s.name == "green_taxi_duration"), specs[0])
     months = [m.strip() for m in os.environ.get("DEMO_MONTHS", DEFAULT_MONTHS).split(",") if m.strip()]
     settings = choose_trip_source(settings, spec)
+    global LABEL
+    if settings.trip_source == "synthetic":
+        LABEL = "[synthetic] "
     demo = Demo(spec, settings)
     db = R.metrics_db(settings)
     say(f"mlops_assets demo: model spec '{spec.name}' ({spec.source_file})")
@@ -281,7 +313,10 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
     timeline = db.timeline(spec.name)
     starts = {t["effective_from"]: t for t in timeline}
     rules = {r.metric: r for r in spec.monitoring.rules}
-    say("Timeline (one row per monitored day; ! marks a value past its rule's threshold)")
+    say(
+        "Timeline (one row per monitored day; ! marks a value that counts towards its rule: past "
+        "the threshold, on a day with the rule's min_rows trips)"
+    )
     table_rows = []
 
     def cell(row: dict, column: str, digits: int) -> str:
@@ -289,7 +324,7 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
         if value is None:
             return "n/a"
         rule = rules.get(column)
-        mark = "!" if rule is not None and rule.crosses(value) else ""
+        mark = "!" if rule is not None and rule.qualifies(value, row["n_rows"]) else ""
         return f"{value:.{digits}f}{mark}"
 
     for row in rows:

@@ -172,3 +172,28 @@ def copy_timeline(spec_name: str, source_url: str, target_url: str) -> None:
             holdout_rmse=entry["holdout_rmse"],
             window_end=entry["window_end"],
         )
+
+
+def scrambled_copy(trip_data_dir: Path, folder: Path) -> Path:
+    """A copy of the real files in ``folder`` where 2022-01's trip distances are shuffled among
+    the trips of 16-31 January (its holdout): a scrambled meter column, so a model of that
+    month learns minutes per mile on the first half and loses to the mean on the second."""
+    import shutil
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    shutil.copytree(trip_data_dir, folder, ignore=shutil.ignore_patterns("*.csv", "*.md", "SHA256SUMS"))
+    path = folder / "green_tripdata_2022-01.parquet"
+    table = pq.read_table(path)
+    late = pc.greater_equal(
+        table.column("lpep_pickup_datetime"), pa.scalar(datetime(2022, 1, 16), pa.timestamp("us"))
+    )
+    rows = np.flatnonzero(late.to_numpy(zero_copy_only=False))
+    distance = table.column("trip_distance").to_numpy().copy()
+    distance[rows] = np.random.default_rng(0).permutation(distance[rows])
+    index = table.column_names.index("trip_distance")
+    pq.write_table(table.set_column(index, "trip_distance", pa.array(distance)), path)
+    return folder

@@ -10,14 +10,9 @@ real trained models for the case "worse than the mean but better than the champi
 """
 
 import dataclasses
-import shutil
-from datetime import date, datetime
+from datetime import date
 
 import dagster as dg
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from mlops_assets import constants as C
@@ -26,7 +21,7 @@ from mlops_assets.definitions import build_defs
 from mlops_assets.resources import build_resources
 from mlops_assets.training import model as M
 from mlops_assets.training.promotion import promote_if_no_worse
-from mlops_assets_tests.helpers import default_spec, failure_message, load_trips
+from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, scrambled_copy
 from mlops_core.schema import DURATION
 
 SPEC = default_spec()
@@ -35,19 +30,7 @@ SPEC = default_spec()
 @pytest.fixture
 def scrambled_dir(tmp_path, trip_data_dir):
     """The real files, with 2022-01's trip distances shuffled among the trips of 16-31 January."""
-    folder = tmp_path / "tlc"
-    shutil.copytree(trip_data_dir, folder, ignore=shutil.ignore_patterns("*.csv", "*.md", "SHA256SUMS"))
-    path = folder / "green_tripdata_2022-01.parquet"
-    table = pq.read_table(path)
-    late = pc.greater_equal(
-        table.column("lpep_pickup_datetime"), pa.scalar(datetime(2022, 1, 16), pa.timestamp("us"))
-    )
-    rows = np.flatnonzero(late.to_numpy(zero_copy_only=False))
-    distance = table.column("trip_distance").to_numpy().copy()
-    distance[rows] = np.random.default_rng(0).permutation(distance[rows])
-    index = table.column_names.index("trip_distance")
-    pq.write_table(table.set_column(index, "trip_distance", pa.array(distance)), path)
-    return folder
+    return scrambled_copy(trip_data_dir, tmp_path / "tlc")
 
 
 def test_a_first_model_worse_than_the_mean_is_refused_and_never_served(

@@ -1,0 +1,131 @@
+"""``make demo`` as a new user runs it: ``python -m mlops_assets.demo`` in a subprocess.
+
+Offline (the synthetic generator and its scenario calendar) the demo tells the whole story
+through the same code as real data: quiet days, a storm that is recorded but too small to
+alert on, a lasting change that breaches both the drift and the quality rule, one email, a
+retrain that beats the mean and is promoted, and recovery. With a first model that loses to
+the mean predictor (the real 2022-01 file with its holdout's distances scrambled) it ends
+with a clear message, not a traceback. Real components throughout: the demo's own Dagster
+instance, SQLite metrics DB, MLflow store and outbox in a temporary MLOPS_HOME.
+"""
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.metrics_db import MetricsDB
+from mlops_assets_tests.helpers import default_spec, scrambled_copy
+from mlops_core.registry import MlflowRegistry
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = default_spec()
+# Lines the demo does not print itself: Dagster's log records and MLflow's registration notes.
+FOREIGN = re.compile(r" - dagster - |^(Successfully registered model|Registered model|Created version) ")
+
+
+def run_demo(home: Path, **env) -> subprocess.CompletedProcess:
+    variables = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLOPS_", "TRIP_", "METRICS_", "MLFLOW_", "SMTP_", "DAGSTER_", "MODEL_"))
+    }
+    variables.update(MLOPS_HOME=str(home), DAGSTER_HOME=str(home / "dagster_home"), **env)
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_assets.demo"],
+        cwd=REPO,
+        env=variables,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def own_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in proc.stdout.splitlines() if line.strip() and not FOREIGN.search(line)]
+
+
+@pytest.mark.e2e
+def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
+    home = tmp_path / "home"
+    proc = run_demo(home, TRIP_SOURCE="synthetic", DEMO_MONTHS="2021-02,2021-03,2022-01")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = own_lines(proc)
+    assert lines and all(line.startswith("[synthetic]") for line in lines), [
+        line for line in lines if not line.startswith("[synthetic]")
+    ][:5]
+    assert "storm 2021-02-01 .. 2021-02-02; new district 2021-03-08 on" in proc.stdout
+
+    db = MetricsDB(url=f"sqlite:///{home / 'metrics.db'}")
+    rows = {r["timestamp"].date(): r for r in db.metrics(SPEC.name)}
+    alerts = db.alerts(SPEC.name)
+    quality_rule = next(r for r in SPEC.monitoring.rules if r.metric == "rmse_ratio")
+
+    # The storm: few trips and a large error, recorded, never alerted on (under min_rows).
+    for day in (date(2021, 2, 1), date(2021, 2, 2)):
+        assert rows[day]["n_rows"] < quality_rule.min_rows
+        assert rows[day]["rmse_ratio"] > quality_rule.threshold
+    quiet = [r for d, r in rows.items() if date(2021, 2, 3) <= d <= date(2021, 3, 7)]
+    assert statistics.median(r["prediction_drift"] for r in quiet) < 0.1
+    assert statistics.median(r["rmse_ratio"] for r in quiet) < 1.2
+    assert all(a["timestamp"] >= datetime(2021, 3, 8) for a in alerts)
+
+    # The new district: both rules breach, every breach in one email.
+    by_rule = {rule: [a for a in alerts if a["rule"] == rule] for rule in ("prediction_drift", "rmse_ratio")}
+    assert by_rule["prediction_drift"][0]["timestamp"] == datetime(2021, 3, 8)
+    assert by_rule["rmse_ratio"], "the quality rule never fired on the new district"
+    assert {a["status"] for a in alerts} == {"sent"}
+    assert len({a["message_id"] for a in alerts}) == 1
+    assert len(list((home / "outbox").glob("*.eml"))) == 1
+
+    # One retrain, promoted, beating the mean; then recovery under it.
+    timeline = db.timeline(SPEC.name)
+    assert [(t["model_version"], t["effective_from"]) for t in timeline] == [
+        ("1", date(2021, 2, 1)),
+        ("2", date(2021, 4, 1)),
+    ]
+    registry = MlflowRegistry(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", cache_dir=str(home / "models"))
+    tags = registry.version_tags(SPEC.name, "2")
+    assert tags["decision"] == "promoted"
+    assert float(tags["candidate_rmse"]) < float(tags["mean_baseline_rmse"])
+    january = [r for d, r in rows.items() if d.year == 2022]
+    assert {r["model_version"] for r in january} == {"2"}
+    assert statistics.median(r["prediction_drift"] for r in january) < 0.1
+    assert statistics.median(r["rmse_ratio"] for r in january) < 1.2
+    storm = [rows[date(2021, 2, d)] for d in (1, 2)]
+    report_figure(
+        "offline demo: storm rmse_ratio "
+        + "/".join(f"{r['rmse_ratio']:.2f} on {r['n_rows']} trips" for r in storm)
+        + f" (no alert); {len(by_rule['prediction_drift'])} drift + {len(by_rule['rmse_ratio'])} quality "
+        f"breaches in 1 email; v2 {float(tags['candidate_rmse']):.3f} vs mean "
+        f"{float(tags['mean_baseline_rmse']):.3f}; 2022-01 drift median "
+        f"{statistics.median(r['prediction_drift'] for r in january):.3f}"
+    )
+
+
+@pytest.mark.e2e
+def test_a_first_model_that_loses_to_the_mean_ends_the_demo_clearly(tmp_path, trip_data_dir):
+    data = scrambled_copy(trip_data_dir, tmp_path / "tlc")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    text = Path(SPEC.source_file).read_text()
+    assert 'month: "2021-01"' in text
+    (specs / "green_taxi_duration.yaml").write_text(text.replace('month: "2021-01"', 'month: "2022-01"'))
+
+    proc = run_demo(
+        tmp_path / "home", TRIP_DATA_DIR=str(data), MODEL_SPECS_DIR=str(specs), DEMO_MONTHS="2022-02"
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    out = proc.stdout
+    assert re.search(
+        r"v1: holdout RMSE [\d.]+ min \(mean predictor [\d.]+\); not promoted \(holdout RMSE", out
+    )
+    assert "does not beat the mean predictor" in out
+    assert "No model of green_taxi_duration is accepted: v1 was registered in MLflow" in out
+    assert "Monitor" not in out  # it stops before monitoring
