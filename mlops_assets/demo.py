@@ -1,7 +1,10 @@
 """``make demo``: the platform's main job on embedded defaults, with progress and a summary.
 
 Runs on a persistent Dagster instance in ``DAGSTER_HOME`` (default ``MLOPS_HOME/dagster_home``),
-so every run it makes shows up afterwards in ``make dev``. Trip data comes from
+so every run it makes shows up afterwards in ``make dev``: each is a run of one of the code
+location's named jobs (``train_duration_model``, ``metrics_backfill_to_postgres``, the retrain
+job), tagged ``mlops/demo``, ``mlops/stage`` and ``mlops/spec``; the retrain the alert sensor
+requests also carries the sensor's name and run key, as a daemon-launched run does. Trip data comes from
 ``TRIP_DATA_DIR`` when set, else from the TLC; when the TLC cannot be reached it says so and
 falls back to the synthetic generator (``TRIP_SOURCE=synthetic``), clearly labelled.
 """
@@ -35,6 +38,12 @@ MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
 DEFAULT_MONTHS = "2021-02,2021-03,2022-01,2022-02,2022-03"
 # INFO shows the assets' own progress lines (one per day of a backfill), not Dagster's events.
 PROGRESS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# Tags the Runs page filters and groups by: every demo run, its stage of the story, its spec.
+DEMO_TAG, STAGE_TAG, SPEC_TAG = "mlops/demo", "mlops/stage", "mlops/spec"
+# Dagster's own tags on a run a sensor requested, as its sensor daemon sets them
+# (dagster/_core/storage/tags.py: SENSOR_NAME_TAG, RUN_KEY_TAG; dagster/_daemon/sensor.py,
+# _create_sensor_run): the sensor page lists the run and a later daemon tick knows the run key.
+SENSOR_NAME_TAG, RUN_KEY_TAG = "dagster/sensor_name", "dagster/run_key"
 
 
 # Set to "[synthetic] " when the trips are the generator's: every line the demo prints says so.
@@ -94,7 +103,6 @@ class Demo:
         self.spec = spec
         self.settings = settings
         self.defs = build_defs([spec], R.build_resources(settings))
-        self.assets = list(self.defs.assets)
         self.instance = instance(settings)
         self.step = 0
         self.cursor: str | None = None
@@ -105,32 +113,32 @@ class Demo:
     def run(
         self,
         label: str,
+        job: str,
+        stage: str,
         names: Sequence[str],
         *,
         partition: str | None = None,
         first: str | None = None,
         last: str | None = None,
+        tags: dict[str, str] | None = None,
         allow_failure: bool = False,
     ) -> dg.ExecuteInProcessResult:
-        """Materialize ``names`` for one partition or a range, in one run; print progress. A
-        failed run ends the demo (exit 1) with its error, unless ``allow_failure``."""
+        """Run the named ``job`` on this spec's assets ``names`` for one partition or a range,
+        in one run (tagged with the demo, the ``stage`` and the spec); print progress. A failed
+        run ends the demo (exit 1) with its error, unless ``allow_failure``."""
         self.step += 1
         span = partition or f"{first}..{last}"
         say(f"[{self.step}] {label} ({', '.join(names)}; {span}) ...")
-        tags = {}
+        run_tags = {DEMO_TAG: "true", STAGE_TAG: stage, SPEC_TAG: self.spec.name, **(tags or {})}
         if first is not None:
-            tags = {
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-            }
+            run_tags["dagster/asset_partition_range_start"] = first
+            run_tags["dagster/asset_partition_range_end"] = last
         started = time.perf_counter()
-        result = dg.materialize(
-            self.assets,
-            selection=[self.key(n) for n in names],
-            resources=self.defs.resources,
+        result = self.defs.get_job_def(job).execute_in_process(
             instance=self.instance,
+            asset_selection=[self.key(n) for n in names],
             partition_key=partition,
-            tags={**tags, "mlops/demo": "true"},
+            tags=run_tags,
             run_config=PROGRESS,
             raise_on_error=False,
         )
@@ -168,14 +176,22 @@ class Demo:
         month = self.spec.training.month
         start = pd.Timestamp(month + "-01")
         end = start + pd.offsets.MonthEnd(0)
+        # trips is daily: of the named jobs, the daily monitoring job holds it.
         trips = self.run(
-            f"Load the trips of {month}", [C.TRIPS], first=str(start.date()), last=str(end.date())
+            f"Load the trips of {month}",
+            C.MONITORING_JOB,
+            "training-data",
+            [C.TRIPS],
+            first=str(start.date()),
+            last=str(end.date()),
         )
         per_day = self.metadata(trips, self.key(C.TRIPS))
         total = sum(md["rows"] for _, md in per_day)
         say(f"    {total:,} trips over {len(per_day)} days")
         result = self.run(
             f"Train the duration model on {month}",
+            C.TRAIN_JOB,
+            "training",
             [C.DURATION_MODEL],
             partition=str(start.date()),
             allow_failure=True,
@@ -202,6 +218,8 @@ class Demo:
         end = start + pd.offsets.MonthEnd(0)
         result = self.run(
             f"Monitor {month} day by day (backfill, one run)",
+            C.MONITORING_JOB,
+            "monitoring",
             MONITORING,
             first=str(start.date()),
             last=str(end.date()),
@@ -242,8 +260,11 @@ class Demo:
             )
             run = self.run(
                 f"Retrain on the {self.spec.retraining.window_days} days ending {request.partition_key}",
+                C.RETRAIN_JOB,
+                "retraining",
                 [C.RETRAINED_MODEL],
                 partition=request.partition_key,
+                tags=sensor_run_tags(sensor.name, request),
             )
             ((_, md),) = self.metadata(run, self.key(C.RETRAINED_MODEL))
             say(
@@ -253,6 +274,12 @@ class Demo:
             )
             outcomes.append(md)
         return outcomes
+
+
+def sensor_run_tags(sensor: str, request: dg.RunRequest) -> dict[str, str]:
+    """The tags of the run a sensor's ``request`` becomes: the request's own, then the
+    sensor's name and the run key, as Dagster's sensor daemon adds them."""
+    return {**request.tags, SENSOR_NAME_TAG: sensor, RUN_KEY_TAG: request.run_key}
 
 
 def main() -> int:

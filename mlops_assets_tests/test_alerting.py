@@ -444,6 +444,7 @@ def test_retrain_registers_compares_promotes_and_tells_serving(home, settings, m
     assert float(tags["champion_rmse"]) == pytest.approx(md["champion_holdout_rmse"])
     assert tags["champion_version"] == "1"
     assert (tags["trigger_rule"], tags["trigger_value"]) == ("rmse_ratio > 1.50", "1.6100")
+    assert client.get_run(versions[2].run_id).info.run_name == "retrain 2022-01-31 (rmse_ratio > 1.50)"
     timeline = R.metrics_db(settings).timeline(SPEC.name)
     # Nothing was monitored with v1 yet, so v2 takes its place from v1's first day.
     assert [(t["model_version"], str(t["effective_from"])) for t in timeline] == [("2", "2022-02-01")]

@@ -1,7 +1,8 @@
 """``make demo`` as a new user runs it: ``python -m mlops_assets.demo`` in a subprocess.
 
 Offline (the synthetic generator and its scenario calendar) the demo tells the whole story
-through the same code as real data: quiet days, a storm that is recorded but too small to
+through the same code as real data, as runs of the named jobs (the retrain with the alert
+sensor's name and run key, as the daemon tags it): quiet days, a storm that is recorded but too small to
 alert on, a lasting change that breaches both the drift and the quality rule, one email, a
 retrain that beats the mean and is promoted, and recovery. With a first model that loses to
 the mean predictor (the real 2022-01 file with its holdout's distances scrambled) it ends
@@ -17,8 +18,10 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from mlops_assets import constants as C
 from mlops_assets.metrics_db import MetricsDB
 from mlops_assets_tests.helpers import default_spec, scrambled_copy
 from mlops_core.registry import MlflowRegistry
@@ -44,6 +47,12 @@ def run_demo(home: Path, **env) -> subprocess.CompletedProcess:
         text=True,
         timeout=900,
     )
+
+
+def demo_runs(home: Path) -> list:
+    """The runs the demo left in its Dagster instance, oldest first."""
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        return list(reversed(instance.get_runs()))
 
 
 def own_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -97,6 +106,33 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
     assert {r["model_version"] for r in january} == {"2"}
     assert statistics.median(r["prediction_drift"] for r in january) < 0.1
     assert statistics.median(r["rmse_ratio"] for r in january) < 1.2
+    # The runs are the named jobs', tagged by stage; the retrain carries the sensor's tags.
+    runs = demo_runs(home)
+    assert [(r.job_name, r.tags["mlops/stage"]) for r in runs] == [
+        ("metrics_backfill_to_postgres", "training-data"),
+        ("train_duration_model", "training"),
+        ("metrics_backfill_to_postgres", "monitoring"),
+        ("metrics_backfill_to_postgres", "monitoring"),
+        ("retrain_duration_model", "retraining"),
+        ("metrics_backfill_to_postgres", "monitoring"),
+    ]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert {(r.tags["mlops/demo"], r.tags["mlops/spec"]) for r in runs} == {("true", SPEC.name)}
+    assert [
+        r.tags["dagster/asset_partition_range_start"] for r in runs if r.job_name == C.MONITORING_JOB
+    ] == [
+        "2021-01-01",
+        "2021-02-01",
+        "2021-03-01",
+        "2022-01-01",
+    ]
+    (retrain,) = [r for r in runs if r.job_name == C.RETRAIN_JOB]
+    assert retrain.tags["dagster/sensor_name"] == "drift_alert_sensor__green_taxi_duration"
+    assert retrain.tags["dagster/run_key"] == "retrain:green_taxi_duration:2021-03-31"
+    assert retrain.tags["dagster/partition"] == "2021-03-31"
+    assert retrain.tags["mlops/trigger_rule"] == "prediction_drift > 0.20"
+    assert not any("dagster/sensor_name" in r.tags for r in runs if r is not retrain)
+
     storm = [rows[date(2021, 2, d)] for d in (1, 2)]
     report_figure(
         "offline demo: storm rmse_ratio "

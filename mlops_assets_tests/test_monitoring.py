@@ -150,8 +150,11 @@ def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, settings,
     first = rows(db)
     assert list(first.index) == list(pd.date_range("2022-02-01", "2022-02-28"))
     assert first["model_version"].eq("1").all()
-    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert checks[C.CHECK_DRIFT_THRESHOLD].severity == dg.AssetCheckSeverity.WARN
+    drift_checks = [
+        c for c in result.get_asset_check_evaluations() if c.check_name == C.CHECK_DRIFT_THRESHOLD
+    ]
+    assert sorted(c.partition for c in drift_checks) == [str(d.date()) for d in first.index]
+    assert {c.severity for c in drift_checks} == {dg.AssetCheckSeverity.WARN}
 
     # Re-materializing a day gives the same values and still one row.
     assert monitor(defs, "2022-02-10").success
@@ -168,8 +171,52 @@ def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, settings,
     assert len(latest) == 28
     assert latest.loc["2022-02-10", "drift_threshold"] == 0.05
     assert latest.loc["2022-02-12", "drift_threshold"] == 0.20
-    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == C.CHECK_DRIFT_THRESHOLD)
-    assert check.passed == bool((latest.loc[["2022-02-10", "2022-02-11"], "prediction_drift"] <= 0.05).all())
+    judged = {
+        c.partition: c.passed
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == C.CHECK_DRIFT_THRESHOLD
+    }
+    assert judged == {
+        d: bool(latest.loc[d, "prediction_drift"] <= 0.05) for d in ("2022-02-10", "2022-02-11")
+    }
+
+
+def check_history(instance: dg.DagsterInstance, name: str) -> list:
+    """Every execution of a check of drift_metrics the instance recorded (all runs)."""
+    check_key = dg.AssetCheckKey(key(C.DRIFT_METRICS), name)
+    return instance.event_log_storage.get_asset_check_execution_history(check_key, limit=1000)
+
+
+def test_checks_are_recorded_per_day_and_a_breach_day_fails(home, settings, resources):
+    """One check result per judged day, on that day's partition: a breach day is a failed
+    (WARN) drift check of that partition; no run writes rows about days it did not judge."""
+    spec = default_spec(0.06)  # Feb 2022 against v1 (trained on 2022-01): some days above 0.06, some not
+    defs = build_defs([spec], resources)
+    instance = dg.DagsterInstance.ephemeral()
+    result = monitor(defs, "2022-02-01", "2022-02-14", instance=instance)
+    assert result.success, failure_message(result)
+    table = rows(R.metrics_db(settings))
+    drift = {str(t.date()): v for t, v in table["prediction_drift"].items()}
+    breach_days = sorted(d for d, v in drift.items() if v > 0.06)
+    assert 0 < len(breach_days) < 14, drift  # the test needs both kinds of day
+
+    for name in (C.CHECK_DRIFT_THRESHOLD, C.CHECK_MODEL_QUALITY):
+        history = check_history(instance, name)
+        assert sorted(r.partition for r in history) == sorted(drift), name  # one per day, none without one
+        assert {r.run_id for r in history} == {result.run_id}
+    by_day = {r.partition: r for r in check_history(instance, C.CHECK_DRIFT_THRESHOLD)}
+    assert sorted(d for d, r in by_day.items() if r.status.value == "FAILED") == breach_days
+    assert {r.status.value for d, r in by_day.items() if d not in breach_days} == {"SUCCEEDED"}
+    failed = by_day[breach_days[0]].event.dagster_event.event_specific_data
+    assert failed.severity == dg.AssetCheckSeverity.WARN and not failed.passed
+    assert failed.metadata["prediction_drift"].value == pytest.approx(drift[breach_days[0]])
+    assert failed.description.startswith(f"prediction drift {drift[breach_days[0]]:.4f} above 0.06")
+
+    # Re-judging one day adds one result per check for that day, nothing about the others.
+    again = monitor(defs, breach_days[0], instance=instance)
+    assert again.success
+    rerun = [r for r in check_history(instance, C.CHECK_DRIFT_THRESHOLD) if r.run_id == again.run_id]
+    assert [(r.partition, r.status.value) for r in rerun] == [(breach_days[0], "FAILED")]
 
 
 @pytest.mark.postgres

@@ -94,8 +94,15 @@ def test_daily_quality_equals_numpy_and_uses_the_holdout_of_the_model_in_effect(
             assert isinstance(md[column], dg.FloatMetadataValue)
             assert md[column].value == pytest.approx(rows[day][column], abs=1e-12)
         assert md["drift_method"].value == "wasserstein"
-    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == C.CHECK_MODEL_QUALITY]
-    assert check.passed  # no day of early February is 1.5 times worse than the holdout
+    checks = {
+        c.partition: c for c in result.get_asset_check_evaluations() if c.check_name == C.CHECK_MODEL_QUALITY
+    }
+    assert sorted(checks) == sorted(rows)  # one result per day, on the day's partition
+    # no day of early February is 1.5 times worse than the holdout
+    assert all(c.passed for c in checks.values()), {d: c.description for d, c in checks.items()}
+    assert checks["2022-02-04"].metadata["rmse_ratio"].value == pytest.approx(
+        rows["2022-02-04"]["rmse_ratio"]
+    )
 
 
 def test_a_day_without_scored_rows_has_null_quality(home, settings):

@@ -104,6 +104,7 @@ def test_duration_model_trains_registers_and_becomes_champion(
     assert run.info.status == "FINISHED"
     assert run.data.metrics["holdout_rmse"] == pytest.approx(rmse)
     assert run.data.params["training_month"] == "2022-01"
+    assert run.info.run_name == "monthly training 2022-01"
     assert registry.version_tags(SPEC.name, "1")["fingerprint"] == md["fingerprint"].value
 
     # Re-materializing gives the same model and registers nothing new.

@@ -146,8 +146,11 @@ class RegistryOps:
         artifact: str,
         params: dict,
         tags: dict[str, str],
+        run_name: str | None = None,
     ) -> RegisteredVersion:
-        """Log ``bundle`` to a new MLflow run and register it (or return the identical version)."""
+        """Log ``bundle`` to a new MLflow run named ``run_name`` (what the run is: ``retrain
+        2022-01-31 (prediction_drift > 0.20)``; default ``tags["source"]``) and register it (or
+        return the identical version)."""
         name = bundle.info.model_name
         existing = self.find_by_fingerprint(name, bundle.info.fingerprint)
         client = self.client()
@@ -164,7 +167,9 @@ class RegistryOps:
         info = bundle.info
         with tempfile.TemporaryDirectory() as tmp:
             staged = Path(tmp) / BUNDLE_ARTIFACT_PATH
-            with mlflow.start_run(experiment_id=self.experiment_id(name), run_name=tags.get("source")) as run:
+            with mlflow.start_run(
+                experiment_id=self.experiment_id(name), run_name=run_name or tags.get("source")
+            ) as run:
                 mlflow.set_tags(tags)
                 mlflow.log_params(
                     {

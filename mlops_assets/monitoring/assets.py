@@ -11,6 +11,7 @@ Each asset's decorator is in its own ``build_*`` function; what it computes per 
 scored frame, a metrics row, its metadata, the check) is in the named functions above them.
 """
 
+import warnings
 from datetime import date
 
 import dagster as dg
@@ -25,7 +26,7 @@ from mlops_assets.partitions import daily_partitions
 from mlops_assets.training.registry import ModelRegistry
 from mlops_core.bundle import PREDICTION, ModelBundle
 from mlops_core.schema import DURATION, PICKUP
-from mlops_core.specs import AlertRule, ModelSpec
+from mlops_core.specs import AlertRule, ModelSpec, threshold_text
 
 MODEL_VERSION = "model_version"
 
@@ -219,60 +220,59 @@ def drift_metadata(row: dict, report) -> dict:
     return md
 
 
-def crossing_days(rule: AlertRule, rows: list[dict]) -> list[tuple[str, float]]:
-    """The days of ``rows`` whose value crosses ``rule`` (with its ``min_rows``), for a check."""
-    return [
-        (row["timestamp"].date().isoformat(), row[rule.metric])
-        for row in rows
-        if rule.qualifies(row[rule.metric], row["n_rows"])
-    ]
-
-
-def drift_check(
-    key: dg.AssetKey, threshold: float, breaches: list[tuple[str, float]], op: str = ">"
-) -> dg.AssetCheckResult:
-    """Warns with the breach days and the worst value when any day is past the threshold."""
-    pick = max if op == ">" else min
-    worst = pick(breaches, key=lambda b: b[1]) if breaches else None
-    past = "above" if op == ">" else "below"
-    return dg.AssetCheckResult(
+def drift_check(key: dg.AssetKey, rule: AlertRule, row: dict) -> dg.AssetCheckEvaluation | None:
+    """The drift check of one day, recorded on that day's partition: fails (WARN) when the
+    day's prediction drift is past the threshold. None for a day without a drift value (no
+    trips, nothing scored): nothing was judged, so nothing is recorded (Dagster shows the
+    partition's check as skipped)."""
+    value = row[rule.metric]
+    if value is None:
+        return None
+    breach = rule.qualifies(value, row["n_rows"])
+    past = "above" if rule.op == ">" else "below"
+    return dg.AssetCheckEvaluation(
         asset_key=key,
         check_name=C.CHECK_DRIFT_THRESHOLD,
-        passed=not breaches,
+        partition=day_key(row),
+        passed=not breach,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "threshold": threshold,
-            "days_above_threshold" if op == ">" else "days_below_threshold": len(breaches),
-            "breach_days": ", ".join(d for d, _ in breaches) or "none",
-            "worst": f"{worst[0]}: {worst[1]:.4f}" if worst else "none",
+            rule.metric: dg.MetadataValue.float(value),
+            "threshold": dg.MetadataValue.float(rule.threshold),
+            "rows": dg.MetadataValue.int(row["n_rows"]),
+            "model_version": dg.MetadataValue.text(str(row[MODEL_VERSION])),
         },
         description=(
-            f"prediction drift {past} {threshold:.2f} on {len(breaches)} day(s)" if breaches else None
+            f"prediction drift {value:.4f} {past} {threshold_text(rule.threshold)}" if breach else None
         ),
     )
 
 
-def quality_check(key: dg.AssetKey, spec: ModelSpec, rows: list[dict]) -> dg.AssetCheckResult:
-    """Warns when a day of the run crosses one of the spec's quality rules (rmse, mae,
-    mean_error, rmse_ratio; each with its min_rows). Day by day: ``for_days`` is the alert
-    sensor's, which sees the days before the run too."""
-    metadata, failing = {}, []
-    for rule in spec.monitoring.quality_rules():
-        days = crossing_days(rule, rows)
-        metadata[rule.id] = f"{rule.describe()}: {len(days)} day(s)" + (
-            f" ({', '.join(f'{d} {v:.3f}' for d, v in days[:10])}{' ...' if len(days) > 10 else ''})"
-            if days
-            else ""
-        )
-        if days:
-            failing.append(f"{rule.metric} {rule.op} {rule.threshold:g} on {len(days)} day(s)")
-    judged = [r for r in rows if r["rmse_ratio"] is not None]
-    if judged:
-        worst = max(judged, key=lambda r: r["rmse_ratio"])
-        metadata["max_rmse_ratio"] = f"{worst['timestamp']:%Y-%m-%d}: {worst['rmse_ratio']:.3f}"
-    return dg.AssetCheckResult(
+def quality_check(key: dg.AssetKey, spec: ModelSpec, row: dict) -> dg.AssetCheckEvaluation | None:
+    """The quality check of one day, on that day's partition: fails (WARN) when the day
+    crosses one of the spec's quality rules (rmse, mae, mean_error, rmse_ratio; each with its
+    min_rows). Day by day: ``for_days`` is the alert sensor's, which sees the days before the
+    run too. None for a day without quality metrics (no scored trips): not judged."""
+    rules = spec.monitoring.quality_rules()
+    if all(row[rule.metric] is None for rule in rules):
+        return None
+    metadata: dict = {"rows": dg.MetadataValue.int(row["n_rows"])}
+    failing = []
+    for rule in rules:
+        value = row[rule.metric]
+        if value is None:
+            continue
+        metadata[rule.id] = dg.MetadataValue.float(value)
+        if rule.qualifies(value, row["n_rows"]):
+            failing.append(f"{rule.metric} {value:.3f} {rule.op} {threshold_text(rule.threshold)}")
+        elif rule.crosses(value):
+            metadata[f"{rule.id} (not counted)"] = f"fewer than min_rows={rule.min_rows} trips"
+    metadata["rules"] = "; ".join(r.describe() for r in rules)
+    metadata["model_version"] = dg.MetadataValue.text(str(row[MODEL_VERSION]))
+    return dg.AssetCheckEvaluation(
         asset_key=key,
         check_name=C.CHECK_MODEL_QUALITY,
+        partition=day_key(row),
         passed=not failing,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
@@ -280,25 +280,59 @@ def quality_check(key: dg.AssetKey, spec: ModelSpec, rows: list[dict]) -> dg.Ass
     )
 
 
+def day_key(row: dict) -> str:
+    return row["timestamp"].date().isoformat()
+
+
+def day_checks(spec: ModelSpec, key: dg.AssetKey, rows: list[dict], selected) -> list:
+    """Each judged day's check results, one per (check, day) on the day's partition, then the
+    checks' outputs (Dagster expects one per selected check of the step)."""
+    specs = {s.key: s for s in check_specs(spec, key)}
+    out: list = []
+    for check_key in selected:
+        if check_key not in specs:
+            continue
+        for row in rows:
+            if check_key.name == C.CHECK_DRIFT_THRESHOLD:
+                result = drift_check(key, spec.monitoring.drift_check_rule(), row)
+            else:
+                result = quality_check(key, spec, row)
+            if result is not None:
+                out.append(result)
+    out += [dg.Output(None, output_name=specs[k].get_python_identifier()) for k in selected if k in specs]
+    return out
+
+
+def check_specs(spec: ModelSpec, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The drift check and, with quality rules, the quality check: partitioned like the asset,
+    so each day's result is recorded on its own partition (a breach day is a failed check of
+    that day, whatever run judged it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks are "preview" in 1.13
+        specs = [
+            dg.AssetCheckSpec(
+                C.CHECK_DRIFT_THRESHOLD,
+                asset=key,
+                partitions_def=daily_partitions,
+                description="Warns on a day whose prediction drift is past the threshold "
+                f"({spec.monitoring.drift_check_rule().describe()})",
+            )
+        ]
+        if spec.monitoring.quality_rules():
+            specs.append(
+                dg.AssetCheckSpec(
+                    C.CHECK_MODEL_QUALITY,
+                    asset=key,
+                    partitions_def=daily_partitions,
+                    description="Warns on a day whose model quality crosses a quality rule: "
+                    + "; ".join(r.describe() for r in spec.monitoring.quality_rules()),
+                )
+            )
+    return specs
+
+
 def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     key = drift_key(spec)
-    drift_rule = spec.monitoring.drift_check_rule()
-    check_specs = [
-        dg.AssetCheckSpec(
-            C.CHECK_DRIFT_THRESHOLD,
-            asset=key,
-            description="Warns when a day's prediction drift is past the threshold",
-        )
-    ]
-    if spec.monitoring.quality_rules():
-        check_specs.append(
-            dg.AssetCheckSpec(
-                C.CHECK_MODEL_QUALITY,
-                asset=key,
-                description="Warns when a day's model quality crosses a quality rule: "
-                + "; ".join(r.describe() for r in spec.monitoring.quality_rules()),
-            )
-        )
 
     @dg.asset(
         key=key,
@@ -315,7 +349,7 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "holdout RMSE). The HTML report is saved under MLOPS_HOME/reports. A day without "
             "trips has no metrics (null), never 0."
         ),
-        check_specs=check_specs,
+        check_specs=check_specs(spec, key),
         **common_args(spec),
     )
     def drift_metrics(
@@ -356,10 +390,9 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 metrics.n_rows,
                 version,
             )
-        checks = [drift_check(key, drift_rule.threshold, crossing_days(drift_rule, rows), drift_rule.op)]
-        if spec.monitoring.quality_rules():
-            checks.append(quality_check(key, spec, rows))
-        return dg.MaterializeResult(value=out, check_results=checks)
+        # The days' materializations first, then each judged day's checks on its partition.
+        yield dg.MaterializeResult(value=out)
+        yield from day_checks(spec, key, rows, context.selected_asset_check_keys)
 
     return drift_metrics
 

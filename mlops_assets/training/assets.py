@@ -101,6 +101,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "training_month": context.partition_key[:7],
                 "spec": spec.name,
             },
+            run_name=f"monthly training {context.partition_key[:7]}",
         )
         artifact_path = model_registry.bundle_dir(spec.name, registered.version) / spec.training.artifact
         # Champion if it beats the mean predictor and is the spec's first model or no worse

@@ -51,6 +51,12 @@ def trigger_of(run_tags: dict[str, str]) -> dict[str, str]:
     return {name: run_tags[tag] for tag, name in TRIGGER_TAGS.items() if tag in run_tags}
 
 
+def retrain_run_name(breach_day: date, trigger: dict[str, str]) -> str:
+    """The MLflow run's name: what it is, ``retrain 2022-01-31 (prediction_drift > 0.20)``."""
+    why = trigger.get("trigger_rule") or "launched by hand"
+    return f"retrain {breach_day} ({why})"
+
+
 class RetrainRefused(RuntimeError):
     pass
 
@@ -208,6 +214,7 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "holdout_days": window.holdout_days,
             },
             tags={"source": "retrain", "breach_day": str(breach_day), "spec": spec.name, **trigger},
+            run_name=retrain_run_name(breach_day, trigger),
         )
         decision = promote_if_no_worse(
             spec,
