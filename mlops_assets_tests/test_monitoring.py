@@ -187,6 +187,14 @@ def check_history(instance: dg.DagsterInstance, name: str) -> list:
     return instance.event_log_storage.get_asset_check_execution_history(check_key, limit=1000)
 
 
+def partition_status(instance, name: str) -> dict[str, str]:
+    """The status of each partition of a check of drift_metrics that counts as current (its
+    result targets the partition's latest materialization), as the UI resolves it."""
+    check_key = dg.AssetCheckKey(key(C.DRIFT_METRICS), name)
+    infos = instance.event_log_storage.get_asset_check_partition_info([check_key])
+    return {i.partition_key: i.latest_execution_status.value for i in infos if i.is_current}
+
+
 def test_checks_are_recorded_per_day_and_a_breach_day_fails(home, settings, resources):
     """One check result per judged day, on that day's partition: a breach day is a failed
     (WARN) drift check of that partition; no run writes rows about days it did not judge."""
@@ -211,12 +219,18 @@ def test_checks_are_recorded_per_day_and_a_breach_day_fails(home, settings, reso
     assert failed.severity == dg.AssetCheckSeverity.WARN and not failed.passed
     assert failed.metadata["prediction_drift"].value == pytest.approx(drift[breach_days[0]])
     assert failed.description.startswith(f"prediction drift {drift[breach_days[0]]:.4f} above 0.06")
+    # Each result points at its day's materialization, so it is the day's current status (what
+    # the check's Partitions view shows): breach days failed, the others passed, none missing.
+    current = partition_status(instance, C.CHECK_DRIFT_THRESHOLD)
+    assert sorted(d for d, status in current.items() if status == "FAILED") == breach_days
+    assert sorted(current) == sorted(drift)
 
     # Re-judging one day adds one result per check for that day, nothing about the others.
     again = monitor(defs, breach_days[0], instance=instance)
     assert again.success
     rerun = [r for r in check_history(instance, C.CHECK_DRIFT_THRESHOLD) if r.run_id == again.run_id]
     assert [(r.partition, r.status.value) for r in rerun] == [(breach_days[0], "FAILED")]
+    assert partition_status(instance, C.CHECK_DRIFT_THRESHOLD) == current  # still current after it
 
 
 @pytest.mark.postgres

@@ -17,6 +17,13 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
+# Not exported by dagster, but a documented argument of dg.AssetCheckEvaluation: the check
+# result of a day points at that day's materialization, so the UI counts it as current
+# (the check's Partitions view shows passed/failed days; without it every day reads missing).
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as CheckTarget,
+)
+
 from mlops_assets import constants as C
 from mlops_assets.keys import drift_key, dummy_metrics_key, model_key, predictions_key, trips_key
 from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
@@ -220,7 +227,9 @@ def drift_metadata(row: dict, report) -> dict:
     return md
 
 
-def drift_check(key: dg.AssetKey, rule: AlertRule, row: dict) -> dg.AssetCheckEvaluation | None:
+def drift_check(
+    key: dg.AssetKey, rule: AlertRule, row: dict, target: CheckTarget | None = None
+) -> dg.AssetCheckEvaluation | None:
     """The drift check of one day, recorded on that day's partition: fails (WARN) when the
     day's prediction drift is past the threshold. None for a day without a drift value (no
     trips, nothing scored): nothing was judged, so nothing is recorded (Dagster shows the
@@ -234,6 +243,7 @@ def drift_check(key: dg.AssetKey, rule: AlertRule, row: dict) -> dg.AssetCheckEv
         asset_key=key,
         check_name=C.CHECK_DRIFT_THRESHOLD,
         partition=day_key(row),
+        target_materialization_data=target,
         passed=not breach,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -248,7 +258,9 @@ def drift_check(key: dg.AssetKey, rule: AlertRule, row: dict) -> dg.AssetCheckEv
     )
 
 
-def quality_check(key: dg.AssetKey, spec: ModelSpec, row: dict) -> dg.AssetCheckEvaluation | None:
+def quality_check(
+    key: dg.AssetKey, spec: ModelSpec, row: dict, target: CheckTarget | None = None
+) -> dg.AssetCheckEvaluation | None:
     """The quality check of one day, on that day's partition: fails (WARN) when the day
     crosses one of the spec's quality rules (rmse, mae, mean_error, rmse_ratio; each with its
     min_rows). Day by day: ``for_days`` is the alert sensor's, which sees the days before the
@@ -273,6 +285,7 @@ def quality_check(key: dg.AssetKey, spec: ModelSpec, row: dict) -> dg.AssetCheck
         asset_key=key,
         check_name=C.CHECK_MODEL_QUALITY,
         partition=day_key(row),
+        target_materialization_data=target,
         passed=not failing,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
@@ -284,19 +297,37 @@ def day_key(row: dict) -> str:
     return row["timestamp"].date().isoformat()
 
 
-def day_checks(spec: ModelSpec, key: dg.AssetKey, rows: list[dict], selected) -> list:
-    """Each judged day's check results, one per (check, day) on the day's partition, then the
-    checks' outputs (Dagster expects one per selected check of the step)."""
+def day_targets(instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]) -> dict[str, CheckTarget]:
+    """The latest materialization of each day (the run's own, just written), for its checks."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=days), limit=len(days)
+    ).records
+    out: dict[str, CheckTarget] = {}
+    for record in records:  # newest first
+        if record.partition_key is not None and record.partition_key not in out:
+            out[record.partition_key] = CheckTarget(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+    return out
+
+
+def day_checks(
+    spec: ModelSpec, key: dg.AssetKey, rows: list[dict], selected, targets: dict[str, CheckTarget]
+) -> list:
+    """Each judged day's check results, one per (check, day) on the day's partition and
+    pointing at that day's materialization, then the checks' outputs (Dagster expects one per
+    selected check of the step)."""
     specs = {s.key: s for s in check_specs(spec, key)}
     out: list = []
     for check_key in selected:
         if check_key not in specs:
             continue
         for row in rows:
+            target = targets.get(day_key(row))
             if check_key.name == C.CHECK_DRIFT_THRESHOLD:
-                result = drift_check(key, spec.monitoring.drift_check_rule(), row)
+                result = drift_check(key, spec.monitoring.drift_check_rule(), row, target)
             else:
-                result = quality_check(key, spec, row)
+                result = quality_check(key, spec, row, target)
             if result is not None:
                 out.append(result)
     out += [dg.Output(None, output_name=specs[k].get_python_identifier()) for k in selected if k in specs]
@@ -392,7 +423,8 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             )
         # The days' materializations first, then each judged day's checks on its partition.
         yield dg.MaterializeResult(value=out)
-        yield from day_checks(spec, key, rows, context.selected_asset_check_keys)
+        targets = day_targets(context.instance, key, days)
+        yield from day_checks(spec, key, rows, context.selected_asset_check_keys, targets)
 
     return drift_metrics
 
