@@ -8,7 +8,9 @@ threshold through the spec), never the environment.
 """
 
 import dataclasses
+import json
 import math
+import re
 from datetime import date
 
 import dagster as dg
@@ -138,6 +140,13 @@ def test_prediction_drift_matches_evidently_called_directly(
     html = report.read_text()
     assert len(html) < 500_000 and 'src="js/evidently.' in html  # the JS library is shared
     assert (report.parent / "js").is_dir()
+    # Its title says which model, day and version it is about, with the day's figures.
+    row = table.loc[pd.Timestamp("2022-02-03")]
+    title = re.search(r"<title>(.*?)</title>", html).group(1)
+    assert title.startswith(f"{SPEC.name} · 2022-02-03 · model v1 · {int(row['n_rows']):,} trips · ")
+    assert f"prediction drift {row['prediction_drift']:.4f} (wasserstein)" in title
+    assert f"RMSE {row['rmse']:.2f} min ({row['rmse_ratio']:.2f}x its holdout's)" in title
+    assert json.dumps(title)[1:-1] in html.split("</title>", 1)[1]  # and heads the report (in its JSON)
 
 
 def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, settings, resources):

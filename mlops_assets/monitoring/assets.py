@@ -203,6 +203,23 @@ def drift_row(
     }
 
 
+def report_title(
+    spec: ModelSpec, day: str, version: str, metrics: drift.DayMetrics, bundle: ModelBundle
+) -> str:
+    """The heading of a day's Evidently report: which model, day and version, and its figures."""
+    parts = [f"{spec.name} · {day} · model v{version} · {metrics.n_rows:,} trips"]
+    if metrics.prediction_drift is not None:
+        parts.append(f"prediction drift {metrics.prediction_drift:.4f} ({metrics.drift_method})")
+    if metrics.rmse is not None:
+        ratio = rmse_ratio(metrics.rmse, bundle.info.holdout.rmse)
+        parts.append(
+            f"RMSE {metrics.rmse:.2f} min" + (f" ({ratio:.2f}x its holdout's)" if ratio is not None else "")
+        )
+    if metrics.num_drifted_columns is not None:
+        parts.append(f"{metrics.num_drifted_columns} drifted feature column(s)")
+    return " · ".join(parts)
+
+
 def drift_metadata(row: dict, report) -> dict:
     """Per-partition metadata of a ``drift_row``: numbers as numbers, so the asset page plots
     them over days (prediction drift, RMSE, bias, rmse_ratio)."""
@@ -403,7 +420,11 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             metrics, snapshot = drift.compute(
                 frame, bundles.reference(version), bundle.features, spec.drift_method
             )
-            report = reports.save(snapshot, spec.name, day) if snapshot is not None else None
+            report = (
+                reports.save(snapshot, spec.name, day, report_title(spec, day, version, metrics, bundle))
+                if snapshot is not None
+                else None
+            )
             row = drift_row(
                 spec, day, version, metrics, report, threshold, context.run.run_id, bundle.info.holdout.rmse
             )

@@ -28,6 +28,7 @@ import math
 import shutil
 import warnings
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -153,7 +154,7 @@ def compute(current: pd.DataFrame, reference, features: Features, method: str = 
     return metrics, snapshot
 
 
-def save_html(snapshot, path: Path) -> Path:
+def save_html(snapshot, path: Path, title: str | None = None) -> Path:
     """Write the report as HTML next to one shared copy of Evidently's JS library.
 
     Evidently's ``save_html`` embeds its 3.6 MB JS bundle in every file; a month of daily
@@ -164,15 +165,17 @@ def save_html(snapshot, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        html = _compact_html(snapshot, path.parent)
+        html = _compact_html(snapshot, path.parent, title or "")
     except (ImportError, AttributeError, TypeError):
         html = snapshot.get_html_str(as_iframe=False)
+    if title:  # the browser tab and the bookmark name say which day and model this is
+        html = html.replace("<head>", f"<head>\n    <title>{escape(title, quote=False)}</title>", 1)
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-def _compact_html(snapshot, folder: Path) -> str:
+def _compact_html(snapshot, folder: Path, title: str = "") -> str:
     import uuid
 
     import evidently
@@ -195,7 +198,7 @@ def _compact_html(snapshot, folder: Path) -> str:
             shutil.copyfile(src, part)
             part.replace(dst)
 
-    widgets = [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]
+    widgets = [group_widget(title=title, widgets=snapshot._widgets), *snapshot._tests_widgets]
     items = []
     for info_item in widgets:
         for graph in info_item.get_additional_graphs():

@@ -18,5 +18,5 @@ class ReportStore(dg.ConfigurableResource):
     def path_for(self, model_name: str, day: str) -> Path:
         return Path(self.directory) / model_name / f"{day}.html"
 
-    def save(self, snapshot, model_name: str, day: str) -> Path:
-        return drift.save_html(snapshot, self.path_for(model_name, day))
+    def save(self, snapshot, model_name: str, day: str, title: str | None = None) -> Path:
+        return drift.save_html(snapshot, self.path_for(model_name, day), title)
