@@ -38,7 +38,14 @@ from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets.training.retrain import RETRAIN_TAG
 from mlops_assets_tests.conftest import ENV_VARS, throwaway_database
-from mlops_assets_tests.helpers import default_spec, group_alive, start_process, stop_process, wait_for
+from mlops_assets_tests.helpers import (
+    chromium,
+    default_spec,
+    group_alive,
+    start_process,
+    stop_process,
+    wait_for,
+)
 from mlops_assets_tests.test_alerting import SmtpServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -309,61 +316,45 @@ def test_backfill_alert_retrain_promote_and_serve(stack):
     assert len(retrain_finished() or []) == 1
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @pytest.mark.browser
 def test_the_ui_shows_the_graph_partitions_and_sensor(stack):
-    if not os.path.exists(CHROMIUM):
-        reason = f"{CHROMIUM} is not installed (apt-get install -y chromium; .ci/run does this)"
-        if os.environ.get("MLOPS_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)  # CI must run this test
-        pytest.skip(reason)
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{stack.dagster_url}/asset-groups", wait_until="networkidle")
+        for name in (
+            C.TRIPS,
+            C.DURATION_MODEL,
+            C.PREDICTIONS,
+            C.DRIFT_METRICS,
+            C.DUMMY_METRICS,
+            C.RETRAINED_MODEL,
+        ):
+            expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=30_000)
+        page.screenshot(path=ARTIFACTS / "ui-asset-graph.png", full_page=True)
+
+        page.goto(
+            f"{stack.dagster_url}/assets/{SPEC.name}/{C.DRIFT_METRICS}?view=partitions",
+            wait_until="networkidle",
         )
+        # (after the end-to-end test: February's 28 days; run alone: none)
+        done = len(MetricsDB(url=stack.metrics_url).metrics(SPEC.name))
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{stack.dagster_url}/asset-groups", wait_until="networkidle")
-            for name in (
-                C.TRIPS,
-                C.DURATION_MODEL,
-                C.PREDICTIONS,
-                C.DRIFT_METRICS,
-                C.DUMMY_METRICS,
-                C.RETRAINED_MODEL,
-            ):
-                expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=30_000)
-            page.screenshot(path=ARTIFACTS / "ui-asset-graph.png", full_page=True)
-
+            expect(page.get_by_text(re.compile(r"^[\d,]+ Partitions Selected$"))).to_be_visible(
+                timeout=30_000
+            )
+            expect(page.get_by_text(f"Materialized ({done})")).to_be_visible(timeout=30_000)
+        finally:
+            page.screenshot(path=ARTIFACTS / "ui-drift-partitions.png", full_page=True)
+        if done:
             page.goto(
-                f"{stack.dagster_url}/assets/{SPEC.name}/{C.DRIFT_METRICS}?view=partitions",
+                f"{stack.dagster_url}/assets/{SPEC.name}/{C.DRIFT_METRICS}?view=events",
                 wait_until="networkidle",
             )
-            # (after the end-to-end test: February's 28 days; run alone: none)
-            done = len(MetricsDB(url=stack.metrics_url).metrics(SPEC.name))
-            try:
-                expect(page.get_by_text(re.compile(r"^[\d,]+ Partitions Selected$"))).to_be_visible(
-                    timeout=30_000
-                )
-                expect(page.get_by_text(f"Materialized ({done})")).to_be_visible(timeout=30_000)
-            finally:
-                page.screenshot(path=ARTIFACTS / "ui-drift-partitions.png", full_page=True)
-            if done:
-                page.goto(
-                    f"{stack.dagster_url}/assets/{SPEC.name}/{C.DRIFT_METRICS}?view=events",
-                    wait_until="networkidle",
-                )
-                expect(page.get_by_text("prediction_drift").first).to_be_visible(timeout=30_000)
-                page.screenshot(path=ARTIFACTS / "ui-drift-events.png", full_page=True)
+            expect(page.get_by_text("prediction_drift").first).to_be_visible(timeout=30_000)
+            page.screenshot(path=ARTIFACTS / "ui-drift-events.png", full_page=True)
 
-            page.goto(f"{stack.dagster_url}/automation", wait_until="networkidle")
-            expect(page.get_by_text(sensor_name(SPEC)).first).to_be_visible(timeout=30_000)
-            page.screenshot(path=ARTIFACTS / "ui-automation.png", full_page=True)
-        finally:
-            browser.close()
+        page.goto(f"{stack.dagster_url}/automation", wait_until="networkidle")
+        expect(page.get_by_text(sensor_name(SPEC)).first).to_be_visible(timeout=30_000)
+        page.screenshot(path=ARTIFACTS / "ui-automation.png", full_page=True)

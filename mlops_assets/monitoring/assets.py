@@ -254,25 +254,18 @@ def drift_check(
     value = row[rule.metric]
     if value is None:
         return None
-    breach = rule.qualifies(value, row["n_rows"])
     past = "above" if rule.op == ">" else "below"
-    return dg.AssetCheckEvaluation(
-        asset_key=key,
-        check_name=C.CHECK_DRIFT_THRESHOLD,
-        partition=day_key(row),
-        target_materialization_data=target,
-        passed=not breach,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            rule.metric: dg.MetadataValue.float(value),
-            "threshold": dg.MetadataValue.float(rule.threshold),
-            "rows": dg.MetadataValue.int(row["n_rows"]),
-            "model_version": dg.MetadataValue.text(str(row[MODEL_VERSION])),
-        },
-        description=(
-            f"prediction drift {value:.4f} {past} {threshold_text(rule.threshold)}" if breach else None
-        ),
+    problem = (
+        f"prediction drift {value:.4f} {past} {threshold_text(rule.threshold)}"
+        if rule.qualifies(value, row["n_rows"])
+        else None
     )
+    metadata = {
+        rule.metric: dg.MetadataValue.float(value),
+        "threshold": dg.MetadataValue.float(rule.threshold),
+        "rows": dg.MetadataValue.int(row["n_rows"]),
+    }
+    return day_result(key, C.CHECK_DRIFT_THRESHOLD, row, target, problem, metadata)
 
 
 def quality_check(
@@ -297,16 +290,28 @@ def quality_check(
         elif rule.crosses(value):
             metadata[f"{rule.id} (not counted)"] = f"fewer than min_rows={rule.min_rows} trips"
     metadata["rules"] = "; ".join(r.describe() for r in rules)
-    metadata["model_version"] = dg.MetadataValue.text(str(row[MODEL_VERSION]))
+    return day_result(key, C.CHECK_MODEL_QUALITY, row, target, "; ".join(failing) or None, metadata)
+
+
+def day_result(
+    key: dg.AssetKey,
+    check_name: str,
+    row: dict,
+    target: CheckTarget | None,
+    problem: str | None,
+    metadata: dict,
+) -> dg.AssetCheckEvaluation:
+    """One check's result for the day of ``row``, on its partition and pointing at its
+    materialization: failed (WARN) with ``problem`` as the description, else passed."""
     return dg.AssetCheckEvaluation(
         asset_key=key,
-        check_name=C.CHECK_MODEL_QUALITY,
+        check_name=check_name,
         partition=day_key(row),
         target_materialization_data=target,
-        passed=not failing,
+        passed=problem is None,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata=metadata,
-        description="; ".join(failing) or None,
+        metadata={**metadata, "model_version": dg.MetadataValue.text(str(row[MODEL_VERSION]))},
+        description=problem,
     )
 
 

@@ -8,35 +8,20 @@ shows a JSON error, not an HTML page. Screenshots go to ``test-artifacts/``.
 """
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+from mlops_assets_tests.helpers import chromium
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture
 def browser():
-    if not os.path.exists(CHROMIUM):
-        reason = f"{CHROMIUM} is not installed (apt-get install -y chromium; .ci/run does this)"
-        if os.environ.get("MLOPS_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)  # CI must run this test
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.mark.browser
