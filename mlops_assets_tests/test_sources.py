@@ -22,6 +22,7 @@ from mlops_assets import resources as R
 from mlops_assets.data.sources import TripDataError, TripSource, months_between
 from mlops_assets.data.synthetic import generate_month
 from mlops_assets.settings import Settings
+from mlops_assets_tests.helpers import default_spec
 from mlops_core import schema
 
 SPEC_COLUMNS = ["PULocationID", "DOLocationID", "trip_distance"]
@@ -188,7 +189,9 @@ def test_load_trips_spans_months_and_reads_each_once(trip_data_dir):
     ]
     assert set(schema.day_keys(frame)) == {"2022-01-31", "2022-02-01"}
     assert stats.rows_kept == len(frame)
-    assert len(source._months) == 2
+    # Only the last month read is kept: memory does not grow with the period.
+    assert [key[1] for key in source._months] == ["2022-02"]
+    february = next(iter(source._months.values()))
     source.load_trips(
         taxi_type="green",
         start=datetime(2022, 2, 5),
@@ -196,7 +199,24 @@ def test_load_trips_spans_months_and_reads_each_once(trip_data_dir):
         required=SPEC_COLUMNS,
         filters={},
     )
-    assert len(source._months) == 2  # February came from memory
+    assert next(iter(source._months.values())) is february  # February came from memory
+
+
+def test_months_reads_a_period_one_month_at_a_time(trip_data_dir):
+    """``months`` gives what ``trips_for`` gives, month by month, holding one month at most."""
+    source = TripSource(kind="local", data_dir=str(trip_data_dir))
+    spec = default_spec()
+    start, end = datetime(2022, 1, 30), datetime(2022, 3, 2)
+    whole, whole_stats, _ = TripSource(kind="local", data_dir=str(trip_data_dir)).trips_for(spec, start, end)
+    parts, kept = [], 0
+    for month, frame, stats, origin in source.months(spec, start, end):
+        assert [key[1] for key in source._months] == [month]
+        assert Path(origin).name == f"green_tripdata_{month}.parquet"
+        parts.append((month, frame))
+        kept += stats.rows_kept
+    assert [m for m, _ in parts] == ["2022-01", "2022-02", "2022-03"]
+    assert kept == whole_stats.rows_kept == len(whole)
+    pd.testing.assert_frame_equal(pd.concat([f for _, f in parts], ignore_index=True), whole)
 
 
 def test_months_between():

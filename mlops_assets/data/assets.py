@@ -1,5 +1,6 @@
 """The ``trips`` asset (one day of cleaned trips per partition) and its checks."""
 
+from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
@@ -7,6 +8,7 @@ import pandas as pd
 
 from mlops_assets import constants as C
 from mlops_assets.data.sources import TripSource
+from mlops_assets.io import DayStream
 from mlops_assets.keys import trips_key
 from mlops_assets.partitions import daily_partitions
 from mlops_core import schema
@@ -32,49 +34,104 @@ def schema_problems(df: pd.DataFrame) -> list[str]:
     return problems
 
 
-def trip_checks(spec: ModelSpec, by_day: dict[str, pd.DataFrame]) -> list[dg.AssetCheckResult]:
-    key = trips_key(spec)
-    frames = list(by_day.values())
-    problems = sorted({p for frame in frames for p in schema_problems(frame)})
-    empty_weekdays = [k for k, f in by_day.items() if len(f) == 0 and date.fromisoformat(k).weekday() < 5]
-    bounds = spec.filters.get(schema.DURATION)
-    out_of_bounds = 0
-    if bounds is not None:
-        for frame in frames:
+class TripTally:
+    """What the trips checks judge, gathered day by day as a run's days stream past (nothing
+    of a day is kept but its counts)."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.days = 0
+        self.problems: set[str] = set()
+        self.empty_weekdays: list[str] = []
+        self.out_of_bounds = 0
+
+    def add(self, key: str, frame: pd.DataFrame) -> None:
+        self.days += 1
+        self.problems.update(schema_problems(frame))
+        if len(frame) == 0 and date.fromisoformat(key).weekday() < 5:
+            self.empty_weekdays.append(key)
+        bounds = self.spec.filters.get(schema.DURATION)
+        if bounds is not None:
             d = frame[schema.DURATION]
             bad = d.isna()
             if bounds.min is not None:
                 bad |= d < bounds.min
             if bounds.max is not None:
                 bad |= d > bounds.max
-            out_of_bounds += int(bad.sum())
-    return [
-        dg.AssetCheckResult(
-            asset_key=key,
-            check_name=C.CHECK_TRIPS_SCHEMA,
-            passed=not problems,
-            metadata={"problems": "; ".join(problems) or "none"},
-        ),
-        dg.AssetCheckResult(
-            asset_key=key,
-            check_name=C.CHECK_TRIPS_NOT_EMPTY,
-            passed=not empty_weekdays,
-            metadata={
-                "empty_weekdays": ", ".join(empty_weekdays) or "none",
-                "partitions_checked": len(by_day),
-            },
-            description=(f"no trips on weekday(s) {', '.join(empty_weekdays)}" if empty_weekdays else None),
-        ),
-        dg.AssetCheckResult(
-            asset_key=key,
-            check_name=C.CHECK_TRIPS_DURATION,
-            passed=out_of_bounds == 0,
-            metadata={
-                "rows_out_of_bounds": out_of_bounds,
-                "bounds": f"[{bounds.min}, {bounds.max}] minutes" if bounds else "none",
-            },
-        ),
-    ]
+            self.out_of_bounds += int(bad.sum())
+
+    def check_results(self) -> list[dg.AssetCheckResult]:
+        key = trips_key(self.spec)
+        bounds = self.spec.filters.get(schema.DURATION)
+        problems = sorted(self.problems)
+        return [
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=C.CHECK_TRIPS_SCHEMA,
+                passed=not problems,
+                metadata={"problems": "; ".join(problems) or "none"},
+            ),
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=C.CHECK_TRIPS_NOT_EMPTY,
+                passed=not self.empty_weekdays,
+                metadata={
+                    "empty_weekdays": ", ".join(self.empty_weekdays) or "none",
+                    "partitions_checked": self.days,
+                },
+                description=(
+                    f"no trips on weekday(s) {', '.join(self.empty_weekdays)}"
+                    if self.empty_weekdays
+                    else None
+                ),
+            ),
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=C.CHECK_TRIPS_DURATION,
+                passed=self.out_of_bounds == 0,
+                metadata={
+                    "rows_out_of_bounds": self.out_of_bounds,
+                    "bounds": f"[{bounds.min}, {bounds.max}] minutes" if bounds else "none",
+                },
+            ),
+        ]
+
+
+def stream_days(
+    context: dg.AssetExecutionContext, spec: ModelSpec, trip_source: TripSource, tally: TripTally
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The run's days, one month of the source at a time: a month is read, cleaned and split
+    into its days, which are handed on (and stored) one by one before the next month is read.
+    What was read and dropped goes into the materialization's metadata at the end."""
+    window = context.partition_time_window
+    start, end = window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
+    keys = list(context.partition_keys)
+    stats, files, total = schema.CleanStats(), [], 0
+    for month, frame, month_stats, origin in trip_source.months(spec, start, end):
+        stats, total = stats.add(month_stats), total + len(frame)
+        files.append(origin)
+        by_day = split_by_day(frame, [k for k in keys if k.startswith(month)])
+        del frame
+        for key in list(by_day):
+            tally.add(key, by_day[key])
+            context.add_asset_metadata(
+                {"rows": dg.MetadataValue.int(len(by_day[key])), "partition_day": key}, partition_key=key
+            )
+            yield key, by_day.pop(key)  # handed on, not kept here while the next day is stored
+    context.add_asset_metadata(
+        {
+            **{k: dg.MetadataValue.int(v) for k, v in stats.as_metadata().items()},
+            "source_files": ", ".join(files),
+            "source": trip_source.describe(),
+        }
+    )
+    context.log.info(
+        "%s: %d trips over %d day(s) from %s",
+        trips_key(spec).to_user_string(),
+        total,
+        len(keys),
+        ", ".join(files),
+    )
 
 
 def build_trips_asset(spec: ModelSpec) -> dg.AssetsDefinition:
@@ -108,29 +165,9 @@ def build_trips_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     )
     def trips(context: dg.AssetExecutionContext, trip_source: TripSource):
         # (no return annotation: Dagster would read MaterializeResult as "no value to store")
-        window = context.partition_time_window
-        start, end = window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
-        frame, stats, files = trip_source.trips_for(spec, start, end)
-        by_day = split_by_day(frame, list(context.partition_keys))
-        for key_, day in by_day.items():
-            context.add_asset_metadata(
-                {"rows": dg.MetadataValue.int(len(day)), "partition_day": key_}, partition_key=key_
-            )
-        context.log.info(
-            "%s: %d trips over %d day(s) from %s",
-            key.to_user_string(),
-            len(frame),
-            len(by_day),
-            ", ".join(files),
-        )
-        return dg.MaterializeResult(
-            value=by_day,
-            metadata={
-                **{k: dg.MetadataValue.int(v) for k, v in stats.as_metadata().items()},
-                "source_files": ", ".join(files),
-                "source": trip_source.describe(),
-            },
-            check_results=trip_checks(spec, by_day),
-        )
+        tally = TripTally(spec)
+        days = DayStream(context.partition_keys, stream_days(context, spec, trip_source, tally))
+        yield dg.MaterializeResult(value=days)  # stored, and so read, one day at a time
+        yield from tally.check_results()
 
     return trips

@@ -8,8 +8,10 @@ Three implementations of ``MonthlyFiles`` (one raw parquet table per taxi type a
 * ``Synthetic``: the deterministic generator in ``synthetic.py``, for offline demos and tests.
 
 ``TripSource.load_trips`` reads the months covering a period, normalises each file to the
-canonical schema and cleans the rows; a normalised month is kept in memory for the rest of
-the run, so a month-long backfill reads each file once.
+canonical schema and cleans the rows; ``TripSource.months`` does the same one month at a
+time (what the ``trips`` asset reads a backfill of any length with). The last normalised
+month read is kept for the rest of the run (only that one: memory does not grow with the
+period), so reading a month again, or its days one after another, reads the file once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
@@ -227,13 +229,27 @@ class TripSource(dg.ConfigurableResource):
         return f"TLC download from {files.base_url} (cache {files.cache_dir})"
 
     def month(self, taxi_type: str, month: str, required: Iterable[str]) -> tuple[pd.DataFrame, str]:
-        """One normalised (not yet cleaned) month, read once per resource instance."""
+        """One normalised (not yet cleaned) month; the last one read is kept (only that one)."""
         key = (taxi_type, month, tuple(sorted(required)))
         if key not in self._months:
+            self._months.clear()  # a month at a time: the previous one is released first
             table, origin = self.files().fetch(taxi_type, month)
             normalised = schema.normalize(table, source=origin, taxi_type=taxi_type, required=required)
+            del table
             self._months[key] = (schema.to_pandas(normalised), origin)
         return self._months[key]
+
+    def months(
+        self, spec: ModelSpec, start: datetime, end: datetime
+    ) -> Iterator[tuple[str, pd.DataFrame, schema.CleanStats, str]]:
+        """``trips_for`` one month at a time: for each month (``YYYY-MM``) overlapping
+        ``[start, end)``, its cleaned trips inside the period, what was dropped, and the file
+        read."""
+        required = tuple(sorted(self._required(spec)))
+        for month in months_between(start, end):
+            raw, origin = self.month(spec.taxi_type, month, required)
+            cleaned, stats = schema.clean(raw, start=start, end=end, filters=spec.filters)
+            yield month, cleaned, stats, origin
 
     def load_trips(
         self,
@@ -261,7 +277,15 @@ class TripSource(dg.ConfigurableResource):
     ) -> tuple[pd.DataFrame, schema.CleanStats, list[str]]:
         """``load_trips`` with a spec's taxi type, filters and required columns (its features
         and filtered columns)."""
-        required = {*spec.feature_columns, *(c for c in spec.filters if c != schema.DURATION)}
         return self.load_trips(
-            taxi_type=spec.taxi_type, start=start, end=end, required=required, filters=spec.filters
+            taxi_type=spec.taxi_type,
+            start=start,
+            end=end,
+            required=self._required(spec),
+            filters=spec.filters,
         )
+
+    @staticmethod
+    def _required(spec: ModelSpec) -> set[str]:
+        """The columns a spec needs from a file: its features and filtered columns."""
+        return {*spec.feature_columns, *(c for c in spec.filters if c != schema.DURATION)}

@@ -1,7 +1,9 @@
 """Daily monitoring assets: ``predictions`` → ``drift_metrics`` → ``dummy_metrics``.
 
 All three are daily-partitioned with a single-run backfill policy: a month backfills in one
-run, each asset handling the range in one step. The model used for day *d* is the one in
+run, each asset handling the range in one step, one day at a time (its input days are read
+when looked up, its output days computed as they are stored: ``mlops_assets.io``), so a run's
+memory is set by its largest day, not by how many days it covers. The model used for day *d* is the one in
 effect on *d* according to the model timeline in the metrics DB (the first model from the
 month after its training month, later ones from their promotion), and it is recorded in
 every row and in each partition's metadata, so re-running an old partition after a later
@@ -25,6 +27,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from mlops_assets import constants as C
+from mlops_assets.io import DayFrames, DayStream
 from mlops_assets.keys import drift_key, dummy_metrics_key, model_key, predictions_key, trips_key
 from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
 from mlops_assets.monitoring import drift
@@ -138,21 +141,25 @@ def build_predictions_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     )
     def predictions(
         context: dg.AssetExecutionContext,
-        trips: dict[str, pd.DataFrame],
+        trips: DayFrames,
         metrics_db: MetricsDB,
         model_registry: ModelRegistry,
     ):
         days = list(context.partition_keys)
         versions = versions_in_effect(spec, metrics_db, days, model_registry)
         bundles = BundleCache(model_registry, spec)
-        out = {}
-        for i, day in enumerate(days, 1):
-            out[day] = score_day(spec, trips[day], bundles.get(versions[day]), versions[day])
-            context.add_asset_metadata(predictions_metadata(out[day], versions[day]), partition_key=day)
+        done = iter(range(1, len(days) + 1))
+
+        def score(day: str) -> pd.DataFrame:  # one day at a time, as the IO manager stores it
+            frame = score_day(spec, trips[day], bundles.get(versions[day]), versions[day])
+            context.add_asset_metadata(predictions_metadata(frame, versions[day]), partition_key=day)
+            i = next(done)
             if i % 7 == 0 or i == len(days):
                 context.log.info("predictions: %d/%d days scored", i, len(days))
+            return frame
+
         return dg.MaterializeResult(
-            value=out,
+            value=DayStream.of(days, score),
             metadata={"model_versions": ", ".join(sorted(set(versions.values()), key=int))},
         )
 
@@ -407,16 +414,18 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     )
     def drift_metrics(
         context: dg.AssetExecutionContext,
-        predictions: dict[str, pd.DataFrame],
+        predictions: DayFrames,
         model_registry: ModelRegistry,
         metrics_db: MetricsDB,
         reports: ReportStore,
     ):
         threshold = spec.drift_threshold()
         bundles = BundleCache(model_registry, spec)
-        out, rows = {}, []
+        rows: list[dict] = []
         days = list(context.partition_keys)
-        for i, day in enumerate(days, 1):
+
+        def judge(day: str) -> pd.DataFrame:  # one day at a time, as the IO manager stores it
+            i = len(rows) + 1
             frame = predictions[day]
             version = str(frame[MODEL_VERSION].iloc[0]) if len(frame) else None
             if version is None:  # no trips that day: the version in effect is still recorded
@@ -434,7 +443,6 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 spec, day, version, metrics, report, threshold, context.run.run_id, bundle.info.holdout.rmse
             )
             rows.append(row)
-            out[day] = pd.DataFrame([row])
             context.add_asset_metadata(drift_metadata(row, report), partition_key=day)
             context.log.info(
                 "drift %s (%d/%d): %s, rmse %s (x%s) on %d rows, model v%s",
@@ -447,8 +455,11 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 metrics.n_rows,
                 version,
             )
-        # The days' materializations first, then each judged day's checks on its partition.
-        yield dg.MaterializeResult(value=out)
+            return pd.DataFrame([row])
+
+        # The days' materializations first (stored, and so computed, one day at a time), then
+        # each judged day's checks on its partition.
+        yield dg.MaterializeResult(value=DayStream.of(days, judge))
         targets = day_targets(context.instance, key, days)
         yield from day_checks(spec, key, rows, context.selected_asset_check_keys, targets)
 
@@ -494,7 +505,7 @@ def build_dummy_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     )
     def dummy_metrics(
         context: dg.AssetExecutionContext,
-        drift_metrics: dict[str, pd.DataFrame],
+        drift_metrics: DayFrames,
         metrics_db: MetricsDB,
     ) -> dg.MaterializeResult:
         computed_at = utcnow()

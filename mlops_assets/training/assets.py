@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
+from mlops_assets.io import DayFrames
 from mlops_assets.keys import model_key, trips_key
 from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.partitions import monthly_partitions
@@ -22,6 +23,7 @@ def model_metadata(bundle: M.ModelBundle, registered, registry: ModelRegistry, a
         "mean_baseline_rmse": dg.MetadataValue.float(info.mean_baseline.rmse),
         "n_train": dg.MetadataValue.int(info.n_train),
         "n_holdout": dg.MetadataValue.int(info.n_holdout),
+        "n_reference": dg.MetadataValue.int(info.n_reference or info.n_holdout),
         "training_window": (f"{info.window_start} .. {info.window_end} (holdout from {info.holdout_start})"),
         "artifact": dg.MetadataValue.path(str(artifact_path)),
         "mlflow_run_id": registered.run_id,
@@ -80,7 +82,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     )
     def duration_model(
         context: dg.AssetExecutionContext,
-        trips: dict[str, pd.DataFrame],
+        trips: DayFrames,
         model_registry: ModelRegistry,
         metrics_db: MetricsDB,
     ) -> dg.MaterializeResult:
