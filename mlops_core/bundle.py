@@ -80,6 +80,9 @@ class ModelInfo:
     domain: dict[str, list[float | None]] = field(default_factory=dict)
     # [min, max] of the target in training (the spec's duration bounds); None: unbounded.
     target_range: list[float | None] | None = None
+    # Rows of the monitoring reference (a seeded sample of the holdout, at most the spec's
+    # monitoring.reference_rows); None in models trained before the reference was capped.
+    n_reference: int | None = None
 
     def to_json(self) -> str:
         raw = asdict(self)
@@ -99,7 +102,7 @@ class ModelInfo:
 class ModelBundle:
     pipeline: object  # a fitted sklearn Pipeline (DictVectorizer + regressor)
     info: ModelInfo
-    reference: pd.DataFrame  # holdout: features, target, prediction, pickup time
+    reference: pd.DataFrame  # holdout (or its capped sample): features, target, prediction, pickup time
 
     @property
     def features(self) -> Features:

@@ -85,6 +85,11 @@ DRIFT_METHODS: dict[str, Literal["p_value", "distance"]] = {
     "psi": "distance",
 }
 DEFAULT_DRIFT_METHOD = "wasserstein"
+# The monitoring reference's cap (monitoring.reference_rows). Green taxis' monthly holdouts
+# (31-42k rows in the shared months) stay whole under it; at yellow-taxi volume it is 1/28 of
+# a month's holdout. BENCHMARKS.md ("A bounded reference") has what the cap does to the daily
+# drift and to a day's cost.
+DEFAULT_REFERENCE_ROWS = 50_000
 # dummy_metrics columns an alert rule may watch (numeric, one value per model and day).
 DRIFT_METRICS = ("prediction_drift", "num_drifted_columns", "share_missing_values")
 QUALITY_METRICS = ("rmse", "mae", "mean_error", "rmse_ratio")
@@ -158,6 +163,11 @@ class Monitoring(_Strict):
     # Without rules: the original rule alone (prediction_drift past drift_threshold, 1 day,
     # retrain).
     rules: tuple[AlertRule, ...] = ()
+    # The reference every day is compared with: a seeded sample of the model's holdout of at
+    # most this many rows, drawn when the model is trained and stored with it (the holdout
+    # scores still use the whole holdout). Evidently's cost grows with the reference; at
+    # yellow-taxi volume a month's holdout is 1.4 million rows. See DEFAULT_REFERENCE_ROWS.
+    reference_rows: int = Field(DEFAULT_REFERENCE_ROWS, ge=1000)
 
     @model_validator(mode="before")
     @classmethod

@@ -38,7 +38,8 @@ def split_by_days(df: pd.DataFrame, holdout_start: pd.Timestamp) -> tuple[pd.Dat
 
 
 def fingerprint(spec: ModelSpec, train: pd.DataFrame, holdout: pd.DataFrame) -> str:
-    """Identifies (spec settings, training rows, holdout rows): equal inputs, equal model."""
+    """Identifies (spec settings, training rows, holdout rows): equal inputs, equal model
+    (and equal reference sample: the cap is part of it)."""
     h = hashlib.sha256()
     h.update(
         json.dumps(
@@ -49,6 +50,7 @@ def fingerprint(spec: ModelSpec, train: pd.DataFrame, holdout: pd.DataFrame) -> 
                 "target": spec.target,
                 "filters": {c: b.model_dump() for c, b in sorted(spec.filters.items())},
                 "format": "skops",
+                "reference_rows": spec.monitoring.reference_rows,
             },
             sort_keys=True,
         ).encode()
@@ -63,12 +65,27 @@ def bounds_of(bounds: Bounds | None) -> list[float | None] | None:
     return None if bounds is None else [bounds.min, bounds.max]
 
 
+# The reference sample's seed: the same holdout always gives the same reference.
+REFERENCE_SEED = 20210101
+
+
 def reference_frame(
-    bundle_features: Features, holdout: pd.DataFrame, predictions: np.ndarray
+    bundle_features: Features, holdout: pd.DataFrame, predictions: np.ndarray, max_rows: int | None = None
 ) -> pd.DataFrame:
+    """Monitoring's reference: the holdout's features, actual duration and predictions, or a
+    seeded sample of ``max_rows`` of its rows (kept in pickup order) when it has more."""
     ref = holdout[[PICKUP, *bundle_features.columns, DURATION]].reset_index(drop=True).copy()
     ref[PREDICTION] = predictions
-    return ref
+    return sample_reference(ref, max_rows)
+
+
+def sample_reference(reference: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
+    """``reference`` itself, or a seeded sample of ``max_rows`` of its rows in their order."""
+    if max_rows is None or len(reference) <= max_rows:
+        return reference
+    rng = np.random.default_rng(REFERENCE_SEED)
+    rows = np.sort(rng.choice(len(reference), size=max_rows, replace=False))
+    return reference.iloc[rows].reset_index(drop=True)
 
 
 def train(
@@ -113,7 +130,9 @@ def train(
         domain={c: bounds_of(spec.filters[c]) for c in features.numerical if c in spec.filters},
         target_range=target_range,
     )
-    return ModelBundle(pipeline, info, reference_frame(features, eval_rows, pred_hold))
+    reference = reference_frame(features, eval_rows, pred_hold, spec.monitoring.reference_rows)
+    info.n_reference = len(reference)
+    return ModelBundle(pipeline, info, reference)
 
 
 def train_on_month(spec: ModelSpec, month_rows: pd.DataFrame) -> tuple[ModelBundle, pd.DataFrame]:
