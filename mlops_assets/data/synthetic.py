@@ -316,7 +316,10 @@ def generate_month(
     odd = rng.random(n)
     minutes[odd < 0.004] = rng.uniform(-5.0, 0.9, size=int((odd < 0.004).sum()))
     minutes[odd > 0.997] = rng.uniform(181.0, 1500.0, size=int((odd > 0.997).sum()))
-    dropoff = pickup + (minutes * 60e6).astype("int64").astype("timedelta64[us]")
+    # Whole seconds, as the TLC's timestamps are (a duration is a multiple of 1/60 minute).
+    dropoff = pickup + np.round(minutes * 60.0).astype("int64").astype("timedelta64[s]").astype(
+        "timedelta64[us]"
+    )
 
     # A few pickups outside the month: stray 2009 timestamps and the neighbouring month.
     stray = rng.random(n) < 0.0008
