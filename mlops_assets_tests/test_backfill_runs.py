@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -28,13 +29,22 @@ from mlops_assets.definitions import build_defs
 from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
-from mlops_assets_tests.helpers import copy_timeline, default_spec, start_process, stop_process, wait_for
+from mlops_assets_tests.helpers import (
+    CHROMIUM,
+    chromium,
+    copy_timeline,
+    default_spec,
+    start_process,
+    stop_process,
+    wait_for,
+)
 from mlops_assets_tests.test_alerting import free_port
 from mlops_core.specs import SpecError, load_specs
 from mlops_core.text import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+ARTIFACTS = REPO / "test-artifacts"
 SPEC = default_spec()
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -179,6 +189,24 @@ DAYS_PER_RUN = 2
 DAYS = [f"2022-02-{d:02d}" for d in range(1, 7)]  # three chunks of two days
 
 
+def look_at_the_backfill(url: str, backfill_id: str, run_ids: list[str]) -> None:
+    """The backfill's page in the UI lists its runs (screenshot in test-artifacts/). Where
+    chromium is missing this part is left out with a warning, unless MLOPS_REQUIRE_BROWSER=1
+    (CI), where ``chromium()`` fails the test."""
+    if not os.path.exists(CHROMIUM) and os.environ.get("MLOPS_REQUIRE_BROWSER") != "1":
+        warnings.warn(f"{CHROMIUM} is missing: the backfill's page was not looked at", stacklevel=2)
+        return
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{url}/runs/b/{backfill_id}?tab=runs", wait_until="networkidle")
+        for run_id in run_ids:  # the runs table shows a run's id by its first 8 characters
+            expect(page.get_by_text(run_id[:8]).first).to_be_visible(timeout=30_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "backfill-runs.png"), full_page=True)
+
+
 def most_at_once(intervals: list[tuple[float, float]]) -> int:
     """The largest number of the intervals that were in progress at one moment."""
     events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
@@ -197,6 +225,7 @@ def test_most_at_once():
 
 @pytest.mark.e2e
 @pytest.mark.postgres
+@pytest.mark.browser
 def test_a_backfill_is_split_into_runs_that_the_queue_runs_in_parallel(
     home, settings, postgres_url, trip_data_dir, tmp_path, report_figure
 ):
@@ -252,14 +281,14 @@ def test_a_backfill_is_split_into_runs_that_the_queue_runs_in_parallel(
             return status if status.get("status") in FINISHED else None
 
         status = wait_for(done, timeout=420, interval=3, what="the backfill")
+        assert status["status"] == "COMPLETED_SUCCESS", (status, log.read_text()[-4000:])
+        with dg.DagsterInstance.get() as instance:  # the instance dagster dev runs on
+            records = instance.get_run_records(filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
+        look_at_the_backfill(url, backfill_id, [r.dagster_run.run_id for r in records])
     finally:
         stop_process(dagster, timeout=20)
-        (REPO / "test-artifacts").mkdir(exist_ok=True)
-        shutil.copy(log, REPO / "test-artifacts" / "backfill-runs-dagster-dev.log")
-    assert status["status"] == "COMPLETED_SUCCESS", (status, log.read_text()[-4000:])
-
-    instance = dg.DagsterInstance.get()
-    records = instance.get_run_records(filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(log, ARTIFACTS / "backfill-runs-dagster-dev.log")
     runs = sorted((r.dagster_run for r in records), key=lambda run: run.tags[RANGE_START])
     # split: runs of at most N consecutive days, together covering the range once, each run
     # carrying the whole chain trips → dummy_metrics for its days
