@@ -37,10 +37,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## make dev: the Dagster UI + daemon on http://localhost:3000 (runs kept in $(DAGSTER_HOME))
+## make dev: the Dagster UI + daemon on http://localhost:3000 (runs kept in $(DAGSTER_HOME), whose
+## dagster.yaml is mlops_assets/local_instance.yaml: the run queue's limits)
 dev: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME)
-	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	@$(BIN)/python -m mlops_assets.local_instance "$(DAGSTER_HOME)"
 	$(BIN)/dagster dev -w workspace.yaml
 
 ## make serve: the prediction service on http://127.0.0.1:$${SERVING_PORT:-8000} (gunicorn)

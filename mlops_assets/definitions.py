@@ -23,7 +23,7 @@ from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets.training.assets import build_model_asset
 from mlops_assets.training.retrain import build_retrain_asset
-from mlops_core.specs import ModelSpec, load_specs
+from mlops_core.specs import ModelSpec
 
 # BackfillPolicy is marked beta in Dagster 1.13; single-run backfills are what we rely on.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -59,7 +59,8 @@ def build_defs(specs: list[ModelSpec], resources: dict[str, object]) -> dg.Defin
         description=(
             "Daily monitoring of every spec: trips → predictions → Evidently drift metrics → the "
             "dummy_metrics table (the original design's metrics_backfill_to_postgres DAG). "
-            "A backfill of any range runs as one run."
+            "A backfill of any range runs as one run, or as runs of at most "
+            "MONITORING_BACKFILL_DAYS_PER_RUN days that the run queue executes in parallel."
         ),
     )
     monitoring_schedule = dg.build_schedule_from_partitioned_job(
@@ -91,7 +92,7 @@ def build_defs(specs: list[ModelSpec], resources: dict[str, object]) -> dg.Defin
 
 
 def defs_from_settings(settings: Settings) -> dg.Definitions:
-    specs = load_specs(settings.specs_dir, default_drift_threshold=settings.drift_threshold)
+    specs = settings.load_specs()
     return build_defs(specs, build_resources(settings))
 
 

@@ -25,13 +25,14 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
+from mlops_assets import local_instance
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.data.sources import TripDataError
 from mlops_assets.definitions import build_defs
 from mlops_assets.settings import Settings
 from mlops_assets.training.retrain import TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
-from mlops_core.specs import ModelSpec, load_specs
+from mlops_core.specs import ModelSpec
 
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
 # The months of the shared real data, in order (see README: "The demo's story").
@@ -77,10 +78,9 @@ def outcome(md: dict) -> str:
 
 def instance(settings: Settings) -> dg.DagsterInstance:
     home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    note = local_instance.ensure(home)  # the same instance config as `make dev`
+    if note:
+        say(note)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
@@ -287,7 +287,7 @@ def main() -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
     settings = Settings.from_env()
-    specs = load_specs(settings.specs_dir, default_drift_threshold=settings.drift_threshold)
+    specs = settings.load_specs()
     spec = next((s for s in specs if s.name == "green_taxi_duration"), specs[0])
     months = [m.strip() for m in os.environ.get("DEMO_MONTHS", DEFAULT_MONTHS).split(",") if m.strip()]
     settings = choose_trip_source(settings, spec)

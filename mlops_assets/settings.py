@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_core import home as H
-from mlops_core.specs import DEFAULT_DRIFT_THRESHOLD, PACKAGED_SPECS_DIR
-from mlops_core.text import ConfigError, parse_flag, parse_number, parse_port
+from mlops_core.specs import DEFAULT_DRIFT_THRESHOLD, PACKAGED_SPECS_DIR, ModelSpec, load_specs
+from mlops_core.text import ConfigError, parse_count, parse_flag, parse_number, parse_port
 
 TRIP_SOURCES = ("auto", "tlc", "local", "synthetic")
 DEFAULT_DAGSTER_UI_URL = "http://localhost:3000"
@@ -33,6 +33,9 @@ class Settings:
     trip_data_dir: Path | None = None
     synthetic_scenarios: bool = True  # the synthetic source's scenario calendar (storm, new district)
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
+    # MONITORING_BACKFILL_DAYS_PER_RUN: a backfill of the daily assets is split into runs of at
+    # most this many days, run in parallel by the run queue; None: one run (a spec may say)
+    backfill_days_per_run: int | None = None
     specs_dir: Path = PACKAGED_SPECS_DIR
     smtp_host: str | None = None
     smtp_port: int | None = None
@@ -49,6 +52,13 @@ class Settings:
     def __post_init__(self):
         if self.trip_source not in TRIP_SOURCES:
             raise ConfigError(f"TRIP_SOURCE must be auto, tlc, local or synthetic; got {self.trip_source!r}")
+        if self.backfill_days_per_run is not None and not (
+            isinstance(self.backfill_days_per_run, int) and self.backfill_days_per_run >= 1
+        ):
+            raise ConfigError(
+                "backfill_days_per_run (MONITORING_BACKFILL_DAYS_PER_RUN) must be a whole number "
+                f"of at least 1 or None; got {self.backfill_days_per_run!r}"
+            )
 
     @classmethod
     def for_home(cls, home: Path | str, **values) -> Settings:
@@ -76,6 +86,9 @@ class Settings:
             "drift_threshold": parse_number(
                 "DRIFT_THRESHOLD", env.get("DRIFT_THRESHOLD"), DEFAULT_DRIFT_THRESHOLD, positive=True
             ),
+            "backfill_days_per_run": parse_count(
+                "MONITORING_BACKFILL_DAYS_PER_RUN", env.get("MONITORING_BACKFILL_DAYS_PER_RUN")
+            ),
             "specs_dir": Path(text("MODEL_SPECS_DIR") or PACKAGED_SPECS_DIR),
             "smtp_host": text("SMTP_HOST"),
             "smtp_port": parse_port("SMTP_PORT", env.get("SMTP_PORT")),
@@ -96,6 +109,15 @@ class Settings:
             if text(name):
                 values[key] = text(name)
         return cls.for_home(H.resolve_home(text("MLOPS_HOME")), **values)
+
+    def load_specs(self) -> list[ModelSpec]:
+        """The model specs in ``specs_dir``, with this deployment's defaults for what a spec
+        file does not say (the drift threshold, the days per backfill run)."""
+        return load_specs(
+            self.specs_dir,
+            default_drift_threshold=self.drift_threshold,
+            default_backfill_days_per_run=self.backfill_days_per_run,
+        )
 
     @property
     def trip_source_kind(self) -> str:

@@ -7,7 +7,7 @@ Layers, bottom to top (a module may import its own layer and any layer below, ne
    model bundle, MLflow loading, redaction and parsing helpers); imports no Dagster, nothing
    of ``mlops_assets`` or ``serving``.
 1. the code location's base: settings, constants, keys, partitions, the IO manager, the
-   metrics store;
+   metrics store, the local Dagster instance's config;
 2. ``data``  3. ``training`` (retraining and promotion too)  4. ``monitoring``  5. ``alerting``;
 6. ``resources``, ``definitions``, ``demo``.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("mlops_core", "mlops_assets", "serving")
-BASE = {"settings", "constants", "keys", "partitions", "io", "metrics_db", "__init__"}
+BASE = {"settings", "constants", "keys", "partitions", "io", "metrics_db", "local_instance", "__init__"}
 STAGES = {"data": 2, "training": 3, "monitoring": 4, "alerting": 5}
 TOP = {"resources", "definitions", "demo"}
 # Product modules allowed to read the environment (besides serving's gunicorn.conf.py and

@@ -168,6 +168,11 @@ class Monitoring(_Strict):
     # scores still use the whole holdout). Evidently's cost grows with the reference; at
     # yellow-taxi volume a month's holdout is 1.4 million rows. See DEFAULT_REFERENCE_ROWS.
     reference_rows: int = Field(DEFAULT_REFERENCE_ROWS, ge=1000)
+    # Days per run when a backfill of the daily assets (trips → dummy_metrics) is split into
+    # runs that Dagster's run queue executes in parallel; None: a backfill of any range is one
+    # run. Filled in by ``load_spec`` from MONITORING_BACKFILL_DAYS_PER_RUN when the file does
+    # not name it (an explicit ``null`` keeps one run whatever the deployment says).
+    backfill_days_per_run: int | None = Field(None, ge=1, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -284,8 +289,13 @@ class SpecError(ValueError):
     """A model spec file that cannot be used; the message names the file and the field."""
 
 
-def load_spec(path: Path, default_drift_threshold: float = DEFAULT_DRIFT_THRESHOLD) -> ModelSpec:
-    """The spec in ``path``; a file without ``monitoring.drift_threshold`` gets the default."""
+def load_spec(
+    path: Path,
+    default_drift_threshold: float = DEFAULT_DRIFT_THRESHOLD,
+    default_backfill_days_per_run: int | None = None,
+) -> ModelSpec:
+    """The spec in ``path``; a file without ``monitoring.drift_threshold`` or
+    ``monitoring.backfill_days_per_run`` gets the default (the deployment's setting)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -295,6 +305,9 @@ def load_spec(path: Path, default_drift_threshold: float = DEFAULT_DRIFT_THRESHO
     monitoring = raw.get("monitoring")
     if monitoring is None or (isinstance(monitoring, dict) and monitoring.get("drift_threshold") is None):
         raw = {**raw, "monitoring": {**(monitoring or {}), "drift_threshold": default_drift_threshold}}
+    if isinstance(raw["monitoring"], dict) and "backfill_days_per_run" not in raw["monitoring"]:
+        days = default_backfill_days_per_run
+        raw = {**raw, "monitoring": {**raw["monitoring"], "backfill_days_per_run": days}}
     try:
         spec = ModelSpec.model_validate({**raw, "source_file": str(path)})
     except ValidationError as exc:
@@ -308,9 +321,11 @@ def load_spec(path: Path, default_drift_threshold: float = DEFAULT_DRIFT_THRESHO
 
 
 def load_specs(
-    directory: Path = PACKAGED_SPECS_DIR, default_drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
+    directory: Path = PACKAGED_SPECS_DIR,
+    default_drift_threshold: float = DEFAULT_DRIFT_THRESHOLD,
+    default_backfill_days_per_run: int | None = None,
 ) -> list[ModelSpec]:
     paths = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
     if not paths:
         raise SpecError(f"no model spec (*.yaml) found in {directory}")
-    return [load_spec(p, default_drift_threshold) for p in paths]
+    return [load_spec(p, default_drift_threshold, default_backfill_days_per_run) for p in paths]

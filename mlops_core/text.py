@@ -62,6 +62,19 @@ def parse_number(
     return value
 
 
+def parse_count(name: str, raw: str | None) -> int | None:
+    """``raw`` (a setting's text) as a whole number of at least 1; blank is None."""
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of at least 1 (or unset), got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1 (or unset), got {raw!r}")
+    return value
+
+
 def parse_port(name: str, raw: str | None) -> int | None:
     if raw is None or raw.strip() == "":
         return None

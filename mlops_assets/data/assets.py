@@ -10,7 +10,7 @@ from mlops_assets import constants as C
 from mlops_assets.data.sources import TripSource
 from mlops_assets.io import DayStream
 from mlops_assets.keys import trips_key
-from mlops_assets.partitions import daily_partitions
+from mlops_assets.partitions import daily_backfill_policy, daily_partitions
 from mlops_core import schema
 from mlops_core.specs import ModelSpec
 
@@ -141,7 +141,7 @@ def build_trips_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         key=key,
         group_name=spec.name,
         partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=daily_backfill_policy(spec),
         io_manager_key=C.PARQUET_IO,
         kinds={C.KIND_PANDAS, C.KIND_PARQUET},
         owners=list(spec.owners),

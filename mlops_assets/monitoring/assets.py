@@ -32,7 +32,7 @@ from mlops_assets.keys import drift_key, dummy_metrics_key, model_key, predictio
 from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
 from mlops_assets.monitoring import drift
 from mlops_assets.monitoring.reports import ReportStore
-from mlops_assets.partitions import daily_partitions
+from mlops_assets.partitions import daily_backfill_policy, daily_partitions
 from mlops_assets.training.registry import ModelRegistry
 from mlops_core.bundle import PREDICTION, ModelBundle
 from mlops_core.schema import DURATION, PICKUP
@@ -102,7 +102,7 @@ def common_args(spec: ModelSpec) -> dict:
     return {
         "group_name": spec.name,
         "partitions_def": daily_partitions,
-        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "backfill_policy": daily_backfill_policy(spec),
         "owners": list(spec.owners),
     }
 

@@ -126,7 +126,8 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
     queue = instance.get_concurrency_config().run_queue_config
     assert queue.max_concurrent_runs == 4
     assert [(limit["key"], limit["limit"]) for limit in queue.tag_concurrency_limits] == [
-        ("mlops/retrain", 1)
+        ("mlops/retrain", 1),
+        ("dagster/backfill", 3),
     ]
 
     code_server = daemon = None

@@ -4,7 +4,8 @@ Exercises the values file for Dagster's official Helm chart: it parses as YAML, 
 against the chart's values schema (deploy/helm/dagster-values.schema.json, the subset of the
 chart's own values.schema.json this file touches, see its $comment), uses no key the chart
 does not know, and agrees with what the compose stack runs: the same run queue and retrain
-limit as dagster.yaml, the same code location, PostgreSQL through psycopg2, telemetry off,
+limit as dagster.yaml (and `make dev`'s local instance), backfill runs leaving one slot of
+the queue free in all three, the same code location, PostgreSQL through psycopg2, telemetry off,
 no secret written in the file. Replaced: Helm and Kubernetes (no `helm template` or cluster
 here); the schema is the chart's, vendored, because the chart cannot be downloaded offline.
 """
@@ -18,6 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
+from mlops_assets.settings import Settings
 from mlops_assets_tests.stack.support import REPO, SECRETS, compose, dotenv
 
 VALUES_FILE = REPO / "deploy" / "helm" / "values.yaml"
@@ -80,15 +82,42 @@ def test_values_validate_against_the_charts_schema(values, schema):
     assert unknown_keys(schema, schema, broken) == ["dagster-user-deployments.deployments[0].envSecret"]
 
 
+def queue_limits(max_runs: int, tag_limits: list[dict]) -> dict:
+    """A run queue's limits in one shape: max runs, and each tag limit by key."""
+    return {"max": max_runs, **{t["key"]: (t.get("value"), t["limit"]) for t in tag_limits}}
+
+
+def yaml_queue(config: dict) -> dict:
+    return queue_limits(config["max_concurrent_runs"], config["tag_concurrency_limits"])
+
+
 def test_the_queue_and_instance_settings_match_dagster_yaml(values):
     instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
-    local = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
+    local_dev = yaml.safe_load((REPO / "mlops_assets" / "local_instance.yaml").read_text())
     queue = values["dagsterDaemon"]["runCoordinator"]
-    assert queue["type"] == instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    k8s = queue["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
-    assert [(t["key"], t["value"], t["limit"]) for t in k8s] == [
-        (t["key"], t["value"], t["limit"]) for t in local
-    ]
+    assert (
+        queue["type"]
+        == instance["run_coordinator"]["class"]
+        == local_dev["run_coordinator"]["class"]
+        == "QueuedRunCoordinator"
+    )
+    k8s = queue["config"]["queuedRunCoordinator"]
+    queues = {
+        "compose (dagster.yaml)": yaml_queue(instance["run_coordinator"]["config"]),
+        "make dev": yaml_queue(local_dev["run_coordinator"]["config"]),
+        "helm": queue_limits(k8s["maxConcurrentRuns"], k8s["tagConcurrencyLimits"]),
+    }
+    for where, limits in queues.items():
+        # one retrain per model in flight, everywhere
+        assert limits["mlops/retrain"] == ({"applyLimitPerUniqueValue": True}, 1), where
+        # backfill runs, all backfills together, leave one slot for the schedule, retrains, training
+        assert limits["dagster/backfill"] == (None, limits["max"] - 1), where
+        assert set(limits) == {"max", "mlops/retrain", "dagster/backfill"}, where
+    assert queues["make dev"]["max"] == 3  # a 2-core laptop (local_instance.yaml says why)
+    # the Kubernetes deployment splits backfills, with a value the code location accepts
+    env = values["dagster-user-deployments"]["deployments"][0]["env"]
+    days = Settings.from_env(env).backfill_days_per_run
+    assert days is not None and days >= 7
     assert (
         values["dagsterDaemon"]["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
     )
