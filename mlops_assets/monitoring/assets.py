@@ -1,13 +1,14 @@
 """Daily monitoring assets: ``predictions`` → ``drift_metrics`` → ``dummy_metrics``.
 
-All three are daily-partitioned with a single-run backfill policy: a month backfills in one
-run, each asset handling the range in one step, one day at a time (its input days are read
-when looked up, its output days computed as they are stored: ``mlops_assets.io``), so a run's
-memory is set by its largest day, not by how many days it covers. The model used for day *d* is the one in
-effect on *d* according to the model timeline in the metrics DB (the first model from the
-month after its training month, later ones from their promotion), and it is recorded in
-every row and in each partition's metadata, so re-running an old partition after a later
-promotion reproduces the old row.
+All three are daily-partitioned with the spec's backfill policy (``partitions.py``: one run
+for any range, or runs of ``monitoring.backfill_days_per_run`` days that the run queue runs
+in parallel). In a run each asset handles its range in one step, one day at a time (input
+days are read when looked up, output days computed as they are stored: ``mlops_assets.io``),
+so a run's memory is set by its largest day, not by how many days it covers. The model used
+for day *d* is the one in effect on *d* according to the model timeline in the metrics DB
+(the first model from the month after its training month, later ones from their promotion),
+and it is recorded in every row and in each partition's metadata, so re-running an old
+partition after a later promotion reproduces the old row.
 
 Each asset's decorator is in its own ``build_*`` function; what it computes per day (a
 scored frame, a metrics row, its metadata, the check) is in the named functions above them.
