@@ -122,16 +122,19 @@ def measured(cmd: list[str], env: dict, log: Path, timeout: float) -> tuple[floa
             cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                raise SystemExit(f"timed out after {timeout:.0f} s: {' '.join(cmd)} (log: {log})")
-            time.sleep(0.2)
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"timed out after {timeout:.0f} s: {' '.join(cmd)} (log: {log})")
+                time.sleep(0.2)
+        except BaseException:  # a timeout or Ctrl-C: nothing of the child's group is left running
+            os.killpg(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            raise
         elapsed = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     if proc.returncode != 0:
@@ -586,9 +589,9 @@ def single_runs(args, work: Path, keys: list[str]) -> dict:
         "--reference-rows",
         str(args.reference_rows),
     ]
-    loop = child_json(
-        ["_loop", *loop_args], bench_env(fresh_home(base, work, "loop"), data), timeout=args.timeout
-    )
+    loop_home = fresh_home(base, work, "loop")
+    loop = child_json(["_loop", *loop_args], bench_env(loop_home, data), timeout=args.timeout)
+    shutil.rmtree(loop_home, ignore_errors=True)
     marginal = (long["wall_s"] - short["wall_s"]) / (long["days"] - short["days"])
     return {
         "trips_per_day": args.trips_per_day,
