@@ -212,7 +212,7 @@ def loop_main(argv: list[str]) -> int:
 
     from mlops_assets import constants as C
     from mlops_assets.monitoring import drift
-    from mlops_assets.monitoring.assets import BundleCache, score_day, versions_in_effect
+    from mlops_assets.monitoring.assets import BundleCache
     from mlops_assets.resources import build_resources
     from mlops_assets.settings import Settings
     from mlops_assets.training.model import split_by_time
@@ -227,17 +227,18 @@ def loop_main(argv: list[str]) -> int:
         if s.name == SPEC
     ]
     resources = build_resources(settings)
-    source, registry, db = resources[C.TRIP_SOURCE], resources[C.MODEL_REGISTRY], resources[C.METRICS_DB]
-    versions = versions_in_effect(spec, db, args.days, registry)
-    bundles = BundleCache(registry, spec)
+    source, registry = resources[C.TRIP_SOURCE], resources[C.MODEL_REGISTRY]
+    # The bench trains one model: the champion is the model in effect on every day.
+    version = registry.champion(spec.name)
+    bundles = BundleCache(registry, spec)  # as the monitoring assets load a model and its reference
+    bundle = bundles.get(version)
 
     scored = []
     for day in args.days:
         start = pd.Timestamp(day)
         trips, _, _ = source.trips_for(spec, start, start + pd.Timedelta(days=1))
-        scored.append(score_day(spec, trips, bundles.get(versions[day]), versions[day]))
-    version = versions[args.days[0]]
-    bundle = bundles.get(version)
+        trips[PREDICTION] = bundle.predict(trips)
+        scored.append(trips)
 
     # The issue's comparison: a seeded sample of the model's holdout (the second part of its
     # training month, scored by the model) of at most --reference-rows rows.
@@ -650,6 +651,7 @@ def main() -> int:
     work = Path(args.work_dir).resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"bench folder: {work}", flush=True)
+    finished = False
     try:
         out: dict = {"train_month": args.train_month}
         keys = monitoring_keys(bench_env(work / "keys", work))
@@ -661,9 +663,12 @@ def main() -> int:
         report(out)
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2))
+        finished = True
     finally:
-        if not args.work_dir:
+        if not args.work_dir and finished:
             shutil.rmtree(work, ignore_errors=True)
+        elif not finished:
+            print(f"kept {work} (the processes' logs are there); remove it when done", flush=True)
     return 0
 
 
