@@ -47,7 +47,7 @@ dev: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/gunicorn -c serving/gunicorn.conf.py
 
-## make bench: backfill, sensor and serving benchmarks, then one table (serving needs wrk)
+## make bench: backfill, scale, sensor and serving benchmarks, then one table (serving needs wrk)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || echo "note: bench/serving.py needs wrk (apt-get install -y wrk); it will be skipped" >&2
 	$(BIN)/python bench/all.py

@@ -1,6 +1,6 @@
 """``make bench``: every benchmark in bench/, one after another, then one summary table.
 
-Runs bench/backfill.py, bench/sensor.py and bench/serving.py (which needs wrk:
+Runs bench/backfill.py, bench/scale.py, bench/sensor.py and bench/serving.py (which needs wrk:
 ``apt-get install -y wrk``) as separate processes, shows their own output as it comes, and
 prints one table of the ratios each measured against its baseline in the same run. These
 machines are noisy: compare the ratios, not the absolute times. Record the output in
@@ -29,6 +29,48 @@ def run(script: str, args: list[str], out: Path) -> dict | list | None:
         print(f"bench/{script} failed with exit code {done.returncode}", flush=True)
         return None
     return json.loads(out.read_text())
+
+
+# bench/scale.py at small volumes: a smoke run of every part in a few minutes.
+SCALE_QUICK = [
+    "--trips-per-day", "5000", "--short-days", "7", "--long-days", "14",
+    "--year-trips-per-day", "2000", "--year-days", "90",
+]  # fmt: skip
+
+
+def scale_rows(scale: dict) -> list[tuple[str, str, str, str]]:
+    rows = []
+    if single := scale.get("single"):
+        short, long, loop = single["short"], single["long"], single["loop"]
+        volume = f"{single['trips_per_day']:,}/day"
+        rows.append(
+            (
+                f"scale {volume}: a day in a run vs plain Evidently loop (target <= 1.5)",
+                f"{single['marginal_s']:.2f} s",
+                f"{loop['sample']['per_day_s']:.2f} s",
+                f"{single['cost_ratio_sample']:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                f"scale {volume}: peak RSS, {long['days']} vs {short['days']} days (target <= 1.3)",
+                f"{long['peak_rss_bytes'] / 1024**3:.2f} GiB",
+                f"{short['peak_rss_bytes'] / 1024**3:.2f} GiB",
+                f"{single['memory_ratio']:.2f}x",
+            )
+        )
+    if year := scale.get("year"):
+        split, one = year["split"], year["one_run"]
+        rows.append(
+            (
+                f"scale {year['days']} days via daemon: {split['runs']} runs "
+                f"({split['max_concurrency']} at once) vs one run",
+                f"{split['end_to_end_s']:.0f} s",
+                f"{one['end_to_end_s']:.0f} s",
+                f"{split['end_to_end_s'] / one['end_to_end_s']:.2f}x",
+            )
+        )
+    return rows
 
 
 def main() -> int:
@@ -63,6 +105,9 @@ def main() -> int:
                         f"{backfill['per_partition_s'] / backfill['single_run_s']:.1f}x",
                     )
                 )
+        scale = run("scale.py", SCALE_QUICK if args.quick else [], tmp / "scale.json")
+        if scale:
+            rows += scale_rows(scale)
         sensor = run("sensor.py", ["--repeat", "5" if args.quick else "20"], tmp / "sensor.json")
         if sensor:
             for label in ("SQLite", "PostgreSQL"):

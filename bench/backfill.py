@@ -90,12 +90,19 @@ def env_for(home: Path, data_dir: Path) -> dict:
     return env
 
 
-def train(base: Path, data_dir: Path, train_month: str) -> None:
+def train(base: Path, data_dir: Path, train_month: str, timeout: float | None = None) -> None:
     """Train the model once (not timed); every variant starts from a copy of this home."""
     code = TRAIN.format(spec=SPEC, month=train_month)
-    subprocess.run(
-        [sys.executable, "-c", code], env=env_for(base, data_dir), cwd=REPO, check=True, capture_output=True
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env_for(base, data_dir),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
+    if out.returncode != 0:
+        raise SystemExit(f"training on {train_month} failed:\n{out.stderr[-3000:]}")
 
 
 def fresh_home(base: Path, work: Path, name: str) -> Path:

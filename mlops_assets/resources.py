@@ -28,6 +28,7 @@ def trip_source(settings: Settings) -> TripSource:
         data_dir=str(settings.trip_data_dir) if settings.trip_data_dir else None,
         cache_dir=str(settings.home / "cache" / "tlc"),
         synthetic_scenarios=settings.synthetic_scenarios,
+        synthetic_trips_per_day=settings.synthetic_trips_per_day,
     )
 
 

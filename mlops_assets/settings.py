@@ -22,6 +22,7 @@ from mlops_core.text import ConfigError, parse_count, parse_flag, parse_number, 
 
 TRIP_SOURCES = ("auto", "tlc", "local", "synthetic")
 DEFAULT_DAGSTER_UI_URL = "http://localhost:3000"
+DEFAULT_SYNTHETIC_TRIPS_PER_DAY = 2200  # about the real green taxi files' trips a day
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Settings:
     trip_source: str = "auto"  # auto | tlc | local | synthetic
     trip_data_dir: Path | None = None
     synthetic_scenarios: bool = True  # the synthetic source's scenario calendar (storm, new district)
+    synthetic_trips_per_day: int = DEFAULT_SYNTHETIC_TRIPS_PER_DAY  # green's volume; yellow is ~100,000
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     # MONITORING_BACKFILL_DAYS_PER_RUN: a backfill of the daily assets is split into runs of at
     # most this many days, run in parallel by the run queue; None: one run (a spec may say)
@@ -83,6 +85,14 @@ class Settings:
             "trip_source": text("TRIP_SOURCE") or "auto",
             "trip_data_dir": Path(data_dir).expanduser().resolve() if data_dir else None,
             "synthetic_scenarios": parse_flag(env.get("SYNTHETIC_SCENARIOS"), default=True),
+            "synthetic_trips_per_day": int(
+                parse_number(
+                    "SYNTHETIC_TRIPS_PER_DAY",
+                    env.get("SYNTHETIC_TRIPS_PER_DAY"),
+                    DEFAULT_SYNTHETIC_TRIPS_PER_DAY,
+                    positive=True,
+                )
+            ),
             "drift_threshold": parse_number(
                 "DRIFT_THRESHOLD", env.get("DRIFT_THRESHOLD"), DEFAULT_DRIFT_THRESHOLD, positive=True
             ),

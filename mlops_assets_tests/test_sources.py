@@ -24,6 +24,7 @@ from mlops_assets.data.synthetic import generate_month
 from mlops_assets.settings import Settings
 from mlops_assets_tests.helpers import default_spec
 from mlops_core import schema
+from mlops_core.text import ConfigError
 
 SPEC_COLUMNS = ["PULocationID", "DOLocationID", "trip_distance"]
 
@@ -156,6 +157,20 @@ def test_auto_uses_trip_data_dir_when_set(isolated_env, trip_data_dir):
     del environ["TRIP_DATA_DIR"]
     tlc = R.trip_source(Settings.from_env(environ))
     assert tlc.describe().startswith("TLC download from https://d37ci6vzurychx.cloudfront.net")
+
+
+def test_synthetic_volume_is_a_setting(isolated_env):
+    """SYNTHETIC_TRIPS_PER_DAY sets the generator's volume (yellow taxis' ~100,000 a day for
+    bench/scale.py); a value that is not a positive number is refused with its name."""
+    environ = {"MLOPS_HOME": str(isolated_env), "TRIP_SOURCE": "synthetic", "SYNTHETIC_SCENARIOS": "off"}
+    assert R.trip_source(Settings.from_env(environ)).synthetic_trips_per_day == 2200
+    source = R.trip_source(Settings.from_env({**environ, "SYNTHETIC_TRIPS_PER_DAY": "500"}))
+    table, _ = source.files().fetch("green", "2022-02")
+    # 20 weekdays at 500 and 8 weekend days at 400, Poisson noise: 13,200 expected
+    assert 12_800 < table.num_rows < 13_600
+    for bad in ("0", "-5", "many"):
+        with pytest.raises(ConfigError, match="SYNTHETIC_TRIPS_PER_DAY"):
+            Settings.from_env({**environ, "SYNTHETIC_TRIPS_PER_DAY": bad})
 
 
 def test_local_folder_missing_month_lists_what_it_has(trip_data_dir):

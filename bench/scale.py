@@ -1,0 +1,676 @@
+"""Benchmark: daily monitoring at yellow-taxi volume (issue 15), measured in one invocation.
+
+1. Data: the months it needs, written by the project's generator (``generate_month`` with the
+   synthetic source's scenario calendar, seed 7: the same trips ``TRIP_SOURCE=synthetic
+   SYNTHETIC_TRIPS_PER_DAY=<volume>`` gives) as TLC parquet files in a temporary bench
+   folder, never in the repo; the runs read them through ``TRIP_DATA_DIR``, so generating is
+   not part of any timing. The default spec is trained on a synthetic month (2022-01) through
+   the real assets (not timed); its model is in effect from the next day on.
+2. Single runs: a 7-day and an 89-day range (from 2022-02-01) of the monitoring job's assets,
+   each one ``dagster asset materialize --partition-range`` in its own process from a copy of
+   the trained MLOPS_HOME: wall time, per-day cost (time / days), the marginal cost of a day
+   ((t_long - t_short) / (long - short)) and peak RSS. Peak RSS is the kernel's figure for that
+   one child: ``os.wait4``'s rusage ``ru_maxrss`` (the same number as
+   ``getrusage(RUSAGE_CHILDREN)`` in a parent that ran only that child; it covers the
+   process and any process it waited for; the runs use the in-process executor).
+3. The plain Evidently loop, in its own process: the monitoring report of
+   ``mlops_assets/monitoring/drift.py`` (``drift.compute``: the same metrics, the same
+   pinned drift method) run day by day over the short range's days, scored beforehand, with no
+   Dagster and no IO in the timing, against (a) the reference the model's monitoring uses and
+   (b) a seeded 100,000-row sample of the model's holdout (the issue's comparison). Printed: the
+   ratio of the asset's marginal per-day cost to the loop's (target <= 1.5) and the 89-day
+   run's peak RSS over the 7-day run's (target <= 1.3).
+4. A year at 20,000 trips a day through a running daemon (``dagster dev``: webserver +
+   daemon, on a bench instance with the QueuedRunCoordinator limited to
+   ``--max-concurrent-runs``), launched as the UI launches a partition backfill
+   (GraphQL ``launchPartitionBackfill``), twice: split into runs of ``--days-per-run`` days
+   (passed to the code location as ``MONITORING_BACKFILL_DAYS_PER_RUN``), and as one run
+   (the variable unset). For each: the number of runs, the most runs that ran at once (from the
+   runs' start and end times), the end-to-end time (launch to the backfill's final status,
+   including the backfill daemon's loop) and the runs' own span, and a check that
+   ``dummy_metrics`` has exactly one row per day of the year.
+
+Every wait has a timeout. Quick run (small volumes, a few minutes):
+
+    .venv/bin/python bench/scale.py --trips-per-day 5000 --short-days 7 --long-days 14 \\
+        --year-trips-per-day 2000 --year-days 90
+
+Full run (what BENCHMARKS.md records): ``.venv/bin/python bench/scale.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from backfill import BIN, REPO, SPEC, env_for, fresh_home, train
+
+# The code location's setting for splitting a backfill into runs of at most N days.
+# TODO(issue 15, part 4): take the name from mlops_assets/settings.py once the setting exists.
+DAYS_PER_RUN_VAR = "MONITORING_BACKFILL_DAYS_PER_RUN"
+FIRST_DAY = "2022-02-01"  # the first day the model trained on 2022-01 is in effect
+FINAL = {"COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED"}
+GIB = 1024**3
+
+
+# --- data -------------------------------------------------------------------------------------
+def days_from(first: str, n: int) -> list[str]:
+    start = date.fromisoformat(first)
+    return [str(start + timedelta(days=i)) for i in range(n)]
+
+
+def bench_env(home: Path, data_dir: Path, days_per_run: int | None = None) -> dict:
+    """The environment of a bench process: ``backfill.env_for`` (its own MLOPS_HOME, DAGSTER_HOME
+    and stores), the generated files as the trip source, the split setting only when asked."""
+    env = env_for(home, data_dir)
+    env["TRIP_SOURCE"] = "local"
+    env.pop(DAYS_PER_RUN_VAR, None)
+    if days_per_run:
+        env[DAYS_PER_RUN_VAR] = str(days_per_run)
+    return env
+
+
+def months_of(days: list[str]) -> list[str]:
+    return sorted({d[:7] for d in days})
+
+
+def generate(folder: Path, months: list[str], trips_per_day: int) -> Path:
+    """The months as TLC files in ``folder`` (kept there: a second call only adds new months)."""
+    import pyarrow.parquet as pq
+
+    from mlops_assets.data.sources import file_name
+    from mlops_assets.data.synthetic import CALENDAR, generate_month
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for month in months:
+        path = folder / file_name("green", month)
+        if not path.is_file():
+            started = time.perf_counter()
+            table = generate_month("green", month, trips_per_day=trips_per_day, scenarios=CALENDAR)
+            pq.write_table(table, path.with_suffix(".part"))
+            path.with_suffix(".part").replace(path)
+            print(
+                f"  generated {path.name}: {table.num_rows:,} trips in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+    return folder
+
+
+# --- one measured child process ---------------------------------------------------------------
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def measured(cmd: list[str], env: dict, log: Path, timeout: float) -> tuple[float, int]:
+    """Run ``cmd`` to the end (killed after ``timeout`` s); its wall time and peak RSS (bytes)."""
+    with open(log, "wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"timed out after {timeout:.0f} s: {' '.join(cmd)} (log: {log})")
+                time.sleep(0.2)
+        except BaseException:  # a timeout or Ctrl-C: nothing of the child's group is left running
+            os.killpg(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            raise
+        elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{log.read_text()[-3000:]}")
+    return elapsed, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def child_json(args: list[str], env: dict, timeout: float) -> dict:
+    """Run this file in a child mode (``_keys``, ``_loop``) and return the JSON it prints last."""
+    out = subprocess.run(
+        [sys.executable, __file__, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"bench/scale.py {args[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def monitoring_keys(env: dict) -> list[str]:
+    """The asset keys of the monitoring job (``metrics_backfill_to_postgres``) of the spec, as
+    the code location defines them (whatever the assets are called)."""
+    return child_json(["_keys"], env, timeout=300)["keys"]
+
+
+def metrics_days(home: Path) -> tuple[int, set[str]]:
+    """Rows of ``dummy_metrics`` for the spec, and the distinct days they cover."""
+    with sqlite3.connect(home / "metrics.db") as conn:
+        rows = conn.execute("select timestamp from dummy_metrics where model_name = ?", (SPEC,)).fetchall()
+    return len(rows), {str(r[0])[:10] for r in rows}
+
+
+def check_one_row_per_day(home: Path, days: list[str]) -> str:
+    n, covered = metrics_days(home)
+    if n != len(days) or covered != set(days):
+        raise SystemExit(
+            f"dummy_metrics: {n} rows over {len(covered)} days, expected one row for each of {len(days)} days"
+        )
+    return f"{n} rows, one per day"
+
+
+# --- 2. single runs ---------------------------------------------------------------------------
+def single_run(base: Path, work: Path, data_dir: Path, keys: list[str], days: list[str], timeout: float):
+    home = fresh_home(base, work, f"single-{len(days)}d")
+    env = bench_env(home, data_dir)
+    cmd = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "mlops_assets.definitions",
+        "--select",
+        ",".join(keys),
+        "--partition-range",
+        f"{days[0]}...{days[-1]}",
+    ]
+    wall, rss = measured(cmd, env, work / f"single-{len(days)}d.log", timeout)
+    check = check_one_row_per_day(home, days)
+    print(f"  {len(days)} days in one run: {wall:.1f} s, peak RSS {rss / GIB:.2f} GiB ({check})", flush=True)
+    shutil.rmtree(home, ignore_errors=True)
+    return {"days": len(days), "wall_s": wall, "per_day_s": wall / len(days), "peak_rss_bytes": rss}
+
+
+# --- 3. the plain Evidently loop (child mode) -------------------------------------------------
+def loop_main(argv: list[str]) -> int:
+    """In a fresh process: score the days (not timed), then time ``drift.compute`` per day."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    parser = argparse.ArgumentParser(prog="scale.py _loop")
+    parser.add_argument("--days", nargs="+", required=True)
+    parser.add_argument("--train-month", required=True)
+    parser.add_argument("--reference-rows", type=int, default=100_000)
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+
+    from mlops_assets import constants as C
+    from mlops_assets.monitoring import drift
+    from mlops_assets.monitoring.assets import BundleCache
+    from mlops_assets.resources import build_resources
+    from mlops_assets.settings import Settings
+    from mlops_assets.training.model import split_by_time
+    from mlops_core.bundle import PREDICTION
+    from mlops_core.schema import PICKUP
+    from mlops_core.specs import load_specs
+
+    settings = Settings.from_env()
+    (spec,) = [
+        s
+        for s in load_specs(settings.specs_dir, default_drift_threshold=settings.drift_threshold)
+        if s.name == SPEC
+    ]
+    resources = build_resources(settings)
+    source, registry = resources[C.TRIP_SOURCE], resources[C.MODEL_REGISTRY]
+    # The bench trains one model: the champion is the model in effect on every day.
+    version = registry.champion(spec.name)
+    bundles = BundleCache(registry, spec)  # as the monitoring assets load a model and its reference
+    bundle = bundles.get(version)
+
+    scored = []
+    for day in args.days:
+        start = pd.Timestamp(day)
+        trips, _, _ = source.trips_for(spec, start, start + pd.Timedelta(days=1))
+        trips[PREDICTION] = bundle.predict(trips)
+        scored.append(trips)
+
+    # The issue's comparison: a seeded sample of the model's holdout (the second part of its
+    # training month, scored by the model) of at most --reference-rows rows.
+    month = pd.Timestamp(args.train_month + "-01")
+    month_rows, _, _ = source.trips_for(spec, month, month + pd.offsets.MonthBegin(1))
+    _, holdout = split_by_time(month_rows, spec.training.train_fraction)
+    holdout = holdout.sample(n=min(args.reference_rows, len(holdout)), random_state=0)
+    holdout = holdout.sort_values(PICKUP, kind="stable").reset_index(drop=True)
+    holdout[PREDICTION] = bundle.predict(holdout)
+    references = {
+        "model": (bundles.reference(version), len(bundle.reference)),
+        "sample": (drift.reference_dataset(holdout, bundle.features), len(holdout)),
+    }
+    out = {"days": len(args.days), "trips": int(sum(len(f) for f in scored))}
+    for name, (reference, rows) in references.items():
+        drift.compute(scored[0], reference, bundle.features, spec.drift_method)  # warm-up, not timed
+        started = time.perf_counter()
+        for frame in scored:
+            drift.compute(frame, reference, bundle.features, spec.drift_method)
+        elapsed = time.perf_counter() - started
+        out[name] = {"reference_rows": rows, "per_day_s": elapsed / len(scored), "total_s": elapsed}
+    print(json.dumps(out))
+    return 0
+
+
+def keys_main() -> int:
+    from mlops_assets import constants as C
+    from mlops_assets.definitions import defs
+
+    job = defs.resolve_job_def(C.MONITORING_JOB)
+    keys = sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys if k.path[0] == SPEC)
+    print(json.dumps({"keys": keys}))
+    return 0
+
+
+# --- 4. a year through the daemon -------------------------------------------------------------
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+    ... on Error { message }
+  }
+}"""
+BACKFILL_RUNS = """
+query Runs($filter: RunsFilter!) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs { results { runId status startTime endTime } }
+    ... on Error { message }
+  }
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def max_concurrency(runs: list[dict]) -> int:
+    """The most runs that were running at the same moment (a run ending as another starts
+    does not overlap it)."""
+    events = sorted(
+        [(r["startTime"], 1) for r in runs] + [(r["endTime"], -1) for r in runs], key=lambda e: (e[0], e[1])
+    )
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+class DagsterDev:
+    """``dagster dev`` (webserver + daemon) on the bench home, in its own process group."""
+
+    def __init__(self, home: Path, env: dict, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
+            cwd=REPO,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_signals,
+        )
+
+    def wait_ready(self, timeout: float) -> None:
+        import requests
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise SystemExit(
+                    f"dagster dev exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}"
+                )
+            try:
+                return requests.get(f"{self.url}/server_info", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(ready, timeout, 1.0, "dagster dev to answer")
+
+    def graphql(self, query: str, variables: dict) -> dict:
+        import requests
+
+        response = requests.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60
+        )
+        response.raise_for_status()
+        body = response.json()
+        if "errors" in body:
+            raise SystemExit(f"GraphQL error: {body['errors']}")
+        return body["data"]
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._out.close()
+
+
+def daemon_backfill(
+    base: Path,
+    work: Path,
+    data_dir: Path,
+    keys: list[str],
+    days: list[str],
+    days_per_run: int | None,
+    max_concurrent_runs: int,
+    timeout: float,
+) -> dict:
+    """The days launched as one partition backfill through ``dagster dev``; its runs' figures."""
+    name = f"year-{days_per_run}d-runs" if days_per_run else "year-one-run"
+    home = fresh_home(base, work, name)
+    env = bench_env(home, data_dir, days_per_run)
+    (home / "dagster_home" / "dagster.yaml").write_text(
+        "run_coordinator:\n"
+        "  module: dagster._core.run_coordinator\n"
+        "  class: QueuedRunCoordinator\n"
+        f"  config:\n    max_concurrent_runs: {max_concurrent_runs}\n"
+        "telemetry:\n  enabled: false\n"
+        "nux:\n  enabled: false\n"
+    )
+    dev = DagsterDev(home, env, work / f"{name}.log")
+    try:
+        dev.wait_ready(timeout=240)
+        params = {
+            "assetSelection": [{"path": key.split("/")} for key in keys],
+            "partitionNames": days,
+            "fromFailure": False,
+        }
+        launched_at = time.time()
+        launched = dev.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise SystemExit(f"the backfill was not launched: {launched}")
+        backfill_id = launched["backfillId"]
+
+        def final_status():
+            status = dev.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+            return status.get("status") if status.get("status") in FINAL else None
+
+        status = wait_until(final_status, timeout, 5.0, f"backfill {backfill_id} ({name})")
+        finished_at = time.time()
+        runs = dev.graphql(
+            BACKFILL_RUNS, {"filter": {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}}
+        )["runsOrError"]["results"]
+    finally:
+        dev.stop()
+    failed = [r for r in runs if r["status"] != "SUCCESS"]
+    if status != "COMPLETED_SUCCESS" or failed or not runs:
+        raise SystemExit(
+            f"{name}: backfill {status}, runs {[(r['runId'], r['status']) for r in runs]} (log: {dev.log})"
+        )
+    check = check_one_row_per_day(home, days)
+    result = {
+        "days_per_run": days_per_run,
+        "runs": len(runs),
+        "expected_runs": math.ceil(len(days) / days_per_run) if days_per_run else 1,
+        "max_concurrency": max_concurrency(runs),
+        "end_to_end_s": finished_at - launched_at,
+        "runs_span_s": max(r["endTime"] for r in runs) - min(r["startTime"] for r in runs),
+        "run_time_sum_s": sum(r["endTime"] - r["startTime"] for r in runs),
+        "rows_check": check,
+    }
+    print(
+        f"  {name}: {result['runs']} run(s), at most {result['max_concurrency']} at once, "
+        f"{result['end_to_end_s']:.0f} s end to end, runs' span {result['runs_span_s']:.0f} s ({check})",
+        flush=True,
+    )
+    if result["runs"] != result["expected_runs"]:
+        print(
+            f"  note: expected {result['expected_runs']} runs of at most {days_per_run} days; "
+            f"the code location does not split by {DAYS_PER_RUN_VAR} (yet?)",
+            flush=True,
+        )
+    shutil.rmtree(home, ignore_errors=True)
+    return result
+
+
+# --- the whole bench --------------------------------------------------------------------------
+def train_home(work: Path, data_dir: Path, train_month: str, timeout: float) -> Path:
+    base = work / f"trained-{data_dir.name}"
+    started = time.perf_counter()
+    train(base, data_dir, train_month, timeout=timeout)
+    print(f"  trained on {train_month} in {time.perf_counter() - started:.0f} s (not timed)", flush=True)
+    return base
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def report(out: dict) -> None:
+    if out.get("single"):
+        report_single(out["single"], out["train_month"])
+    if out.get("year"):
+        report_year(out["year"])
+
+
+def report_single(single: dict, train_month: str) -> None:
+    short, long, loop = single["short"], single["long"], single["loop"]
+    print(f"\n=== single runs at {single['trips_per_day']:,} trips a day (model trained on {train_month})")
+    print_table(
+        [
+            ("range in one run", "wall time", "per day", "peak RSS"),
+            *(
+                (
+                    f"{r['days']} days",
+                    f"{r['wall_s']:.1f} s",
+                    f"{r['per_day_s']:.2f} s",
+                    f"{r['peak_rss_bytes'] / GIB:.2f} GiB",
+                )
+                for r in (short, long)
+            ),
+        ]
+    )
+    print(
+        f"\nmarginal cost of a day: {single['marginal_s']:.2f} s "
+        f"(= (t{long['days']} - t{short['days']}) / {long['days'] - short['days']})"
+    )
+    print(
+        f"plain Evidently loop over {loop['days']} pre-scored days ({loop['trips']:,} trips): "
+        f"{loop['model']['per_day_s']:.2f} s a day against the model's reference "
+        f"({loop['model']['reference_rows']:,} rows), {loop['sample']['per_day_s']:.2f} s against a "
+        f"{loop['sample']['reference_rows']:,}-row sample of its holdout\n"
+    )
+    print_table(
+        [
+            ("ratio", "measured", "target"),
+            (
+                "asset marginal per-day cost / loop (holdout sample)",
+                f"{single['cost_ratio_sample']:.2f}",
+                "<= 1.5",
+            ),
+            (
+                "asset marginal per-day cost / loop (model's reference)",
+                f"{single['cost_ratio_model']:.2f}",
+                "-",
+            ),
+            (
+                f"asset per-day cost of the {long['days']}-day run / loop (holdout sample)",
+                f"{long['per_day_s'] / loop['sample']['per_day_s']:.2f}",
+                "-",
+            ),
+            (
+                f"peak RSS {long['days']} days / {short['days']} days",
+                f"{single['memory_ratio']:.2f}",
+                "<= 1.3",
+            ),
+        ]
+    )
+
+
+def report_year(year: dict) -> None:
+    print(
+        f"\n=== {year['days']} days at {year['trips_per_day']:,} trips a day as a partition backfill "
+        f"through the daemon (run queue: at most {year['max_concurrent_runs']} runs at once)"
+    )
+    rows = [
+        ("backfill", "runs", "max at once", "end to end", "runs' span", "sum of run times", "dummy_metrics")
+    ]
+    for r in (year["split"], year["one_run"]):
+        rows.append(
+            (
+                f"runs of {r['days_per_run']} days" if r["days_per_run"] else "one run",
+                str(r["runs"]),
+                str(r["max_concurrency"]),
+                f"{r['end_to_end_s']:.0f} s",
+                f"{r['runs_span_s']:.0f} s",
+                f"{r['run_time_sum_s']:.0f} s",
+                r["rows_check"],
+            )
+        )
+    print_table(rows)
+    split, one = year["split"], year["one_run"]
+    print(
+        f"split / one run: end to end {split['end_to_end_s'] / one['end_to_end_s']:.2f}, "
+        f"runs' span {split['runs_span_s'] / one['runs_span_s']:.2f}"
+    )
+
+
+def single_runs(args, work: Path, keys: list[str]) -> dict:
+    """Parts 1-3: the short and the long range in one run each, and the plain loop."""
+    short_days = days_from(args.first_day, args.short_days)
+    long_days = days_from(args.first_day, args.long_days)
+    print(f"data at {args.trips_per_day:,} trips a day ...", flush=True)
+    months = [args.train_month, *months_of(long_days)]
+    data = generate(work / f"data-{args.trips_per_day}", months, args.trips_per_day)
+    base = train_home(work, data, args.train_month, args.timeout)
+    short = single_run(base, work, data, keys, short_days, args.timeout)
+    long = single_run(base, work, data, keys, long_days, args.timeout)
+    loop_args = [
+        "--days",
+        *short_days,
+        "--train-month",
+        args.train_month,
+        "--reference-rows",
+        str(args.reference_rows),
+    ]
+    loop_home = fresh_home(base, work, "loop")
+    loop = child_json(["_loop", *loop_args], bench_env(loop_home, data), timeout=args.timeout)
+    shutil.rmtree(loop_home, ignore_errors=True)
+    marginal = (long["wall_s"] - short["wall_s"]) / (long["days"] - short["days"])
+    return {
+        "trips_per_day": args.trips_per_day,
+        "short": short,
+        "long": long,
+        "loop": loop,
+        "marginal_s": marginal,
+        "cost_ratio_sample": marginal / loop["sample"]["per_day_s"],
+        "cost_ratio_model": marginal / loop["model"]["per_day_s"],
+        "memory_ratio": long["peak_rss_bytes"] / short["peak_rss_bytes"],
+    }
+
+
+def year_backfills(args, work: Path, keys: list[str]) -> dict:
+    """Part 4: the year through the daemon, split into runs and as one run."""
+    days = days_from(args.first_day, args.year_days)
+    print(f"a year: data at {args.year_trips_per_day:,} trips a day ...", flush=True)
+    months = [args.train_month, *months_of(days)]
+    data = generate(work / f"data-{args.year_trips_per_day}", months, args.year_trips_per_day)
+    base = train_home(work, data, args.train_month, args.timeout)
+    common = (base, work, data, keys, days)
+    return {
+        "days": len(days),
+        "trips_per_day": args.year_trips_per_day,
+        "max_concurrent_runs": args.max_concurrent_runs,
+        "split": daemon_backfill(*common, args.days_per_run, args.max_concurrent_runs, args.timeout),
+        "one_run": daemon_backfill(*common, None, args.max_concurrent_runs, args.timeout),
+    }
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "_loop":
+        return loop_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "_keys":
+        return keys_main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trips-per-day", type=int, default=100_000, help="volume of the single runs")
+    parser.add_argument("--train-month", default="2022-01")
+    parser.add_argument("--first-day", default=FIRST_DAY, help="first day of every range")
+    parser.add_argument("--short-days", type=int, default=7)
+    parser.add_argument("--long-days", type=int, default=89)
+    parser.add_argument("--reference-rows", type=int, default=100_000, help="the loop's holdout sample")
+    parser.add_argument("--year-trips-per-day", type=int, default=20_000)
+    parser.add_argument("--year-days", type=int, default=365)
+    parser.add_argument("--days-per-run", type=int, default=30, help=f"passed as {DAYS_PER_RUN_VAR}")
+    parser.add_argument("--max-concurrent-runs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--skip-year", action="store_true", help="only the single runs and the loop")
+    parser.add_argument("--skip-single", action="store_true", help="only the year through the daemon")
+    parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds, for each run or backfill")
+    parser.add_argument("--work-dir", help="keep data and logs here (reused); default: a temporary folder")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    if args.long_days <= args.short_days:
+        parser.error("--long-days must be more than --short-days")
+
+    work = Path(args.work_dir).resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"bench folder: {work}", flush=True)
+    finished = False
+    try:
+        out: dict = {"train_month": args.train_month}
+        keys = monitoring_keys(bench_env(work / "keys", work))
+        print(f"the monitoring job's assets: {', '.join(keys)}", flush=True)
+        if not args.skip_single:
+            out["single"] = single_runs(args, work, keys)
+        if not args.skip_year:
+            out["year"] = year_backfills(args, work, keys)
+        report(out)
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        finished = True
+    finally:
+        if not args.work_dir and finished:
+            shutil.rmtree(work, ignore_errors=True)
+        elif not finished:
+            print(f"kept {work} (the processes' logs are there); remove it when done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
