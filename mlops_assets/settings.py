@@ -85,14 +85,10 @@ class Settings:
             "trip_source": text("TRIP_SOURCE") or "auto",
             "trip_data_dir": Path(data_dir).expanduser().resolve() if data_dir else None,
             "synthetic_scenarios": parse_flag(env.get("SYNTHETIC_SCENARIOS"), default=True),
-            "synthetic_trips_per_day": int(
-                parse_number(
-                    "SYNTHETIC_TRIPS_PER_DAY",
-                    env.get("SYNTHETIC_TRIPS_PER_DAY"),
-                    DEFAULT_SYNTHETIC_TRIPS_PER_DAY,
-                    positive=True,
-                )
-            ),
+            "synthetic_trips_per_day": parse_count(
+                "SYNTHETIC_TRIPS_PER_DAY", env.get("SYNTHETIC_TRIPS_PER_DAY")
+            )
+            or DEFAULT_SYNTHETIC_TRIPS_PER_DAY,
             "drift_threshold": parse_number(
                 "DRIFT_THRESHOLD", env.get("DRIFT_THRESHOLD"), DEFAULT_DRIFT_THRESHOLD, positive=True
             ),

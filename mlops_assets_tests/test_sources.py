@@ -168,7 +168,7 @@ def test_synthetic_volume_is_a_setting(isolated_env):
     table, _ = source.files().fetch("green", "2022-02")
     # 20 weekdays at 500 and 8 weekend days at 400, Poisson noise: 13,200 expected
     assert 12_800 < table.num_rows < 13_600
-    for bad in ("0", "-5", "many"):
+    for bad in ("0", "-5", "2.5", "many"):
         with pytest.raises(ConfigError, match="SYNTHETIC_TRIPS_PER_DAY"):
             Settings.from_env({**environ, "SYNTHETIC_TRIPS_PER_DAY": bad})
 
