@@ -11,7 +11,7 @@ import hashlib
 import http.server
 import socket
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -217,21 +217,32 @@ def test_load_trips_spans_months_and_reads_each_once(trip_data_dir):
     assert next(iter(source._months.values())) is february  # February came from memory
 
 
-def test_months_reads_a_period_one_month_at_a_time(trip_data_dir):
-    """``months`` gives what ``trips_for`` gives, month by month, holding one month at most."""
+def test_days_reads_a_period_one_day_at_a_time(trip_data_dir):
+    """``days`` gives each day what reading that day alone gives (its month's file, cleaned),
+    keeps one month of the source at most, and its stats add up to the period's."""
     source = TripSource(kind="local", data_dir=str(trip_data_dir))
     spec = default_spec()
     start, end = datetime(2022, 1, 30), datetime(2022, 3, 2)
-    whole, whole_stats, _ = TripSource(kind="local", data_dir=str(trip_data_dir)).trips_for(spec, start, end)
-    parts, kept = [], 0
-    for month, frame, stats, origin in source.months(spec, start, end):
-        assert [key[1] for key in source._months] == [month]
-        assert Path(origin).name == f"green_tripdata_{month}.parquet"
-        parts.append((month, frame))
-        kept += stats.rows_kept
-    assert [m for m, _ in parts] == ["2022-01", "2022-02", "2022-03"]
-    assert kept == whole_stats.rows_kept == len(whole)
-    pd.testing.assert_frame_equal(pd.concat([f for _, f in parts], ignore_index=True), whole)
+    seen, total = [], schema.CleanStats()
+    for day, frame, stats, origin in source.days(spec, start, end):
+        assert [key[1] for key in source._months] == [day[:7]]
+        assert Path(origin).name == f"green_tripdata_{day[:7]}.parquet"
+        alone, alone_stats, _ = TripSource(kind="local", data_dir=str(trip_data_dir)).trips_for(
+            spec, datetime.fromisoformat(day), datetime.fromisoformat(day) + timedelta(days=1)
+        )
+        pd.testing.assert_frame_equal(frame, alone)
+        assert stats.rows_kept == alone_stats.rows_kept == len(frame)
+        seen.append(day)
+        total = total.add(stats)
+    assert seen == [str((start + timedelta(days=i)).date()) for i in range(31)]
+    files = ("2022-01", "2022-02", "2022-03")
+    assert total.rows_read == sum(
+        pq.ParquetFile(trip_data_dir / f"green_tripdata_{m}.parquet").metadata.num_rows for m in files
+    )
+    assert (
+        total.rows_read
+        == total.no_timestamp + total.outside_period + sum(total.filtered.values()) + total.rows_kept
+    )
 
 
 def test_months_between():

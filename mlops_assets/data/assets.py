@@ -15,15 +15,6 @@ from mlops_core import schema
 from mlops_core.specs import ModelSpec
 
 
-def split_by_day(df: pd.DataFrame, keys: list[str]) -> dict[str, pd.DataFrame]:
-    """One frame per partition key (an empty frame with the same columns on a day without trips)."""
-    days = schema.day_keys(df)
-    out = {}
-    for key in keys:
-        out[key] = df[days == key].reset_index(drop=True)
-    return out
-
-
 def schema_problems(df: pd.DataFrame) -> list[str]:
     problems = []
     for column, dtype in schema.PANDAS_DTYPES.items():
@@ -100,24 +91,23 @@ class TripTally:
 def stream_days(
     context: dg.AssetExecutionContext, spec: ModelSpec, trip_source: TripSource, tally: TripTally
 ) -> Iterator[tuple[str, pd.DataFrame]]:
-    """The run's days, one month of the source at a time: a month is read, cleaned and split
-    into its days, which are handed on (and stored) one by one before the next month is read.
-    What was read and dropped goes into the materialization's metadata at the end."""
+    """The run's days, read, cleaned and handed on (and stored) one at a time
+    (``TripSource.days``). What was read and dropped goes into the materialization's metadata
+    at the end."""
     window = context.partition_time_window
     start, end = window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
-    keys = list(context.partition_keys)
     stats, files, total = schema.CleanStats(), [], 0
-    for month, frame, month_stats, origin in trip_source.months(spec, start, end):
-        stats, total = stats.add(month_stats), total + len(frame)
-        files.append(origin)
-        by_day = split_by_day(frame, [k for k in keys if k.startswith(month)])
-        del frame
-        for key in list(by_day):
-            tally.add(key, by_day[key])
-            context.add_asset_metadata(
-                {"rows": dg.MetadataValue.int(len(by_day[key])), "partition_day": key}, partition_key=key
-            )
-            yield key, by_day.pop(key)  # handed on, not kept here while the next day is stored
+    for item in trip_source.days(spec, start, end):
+        key, day_stats, origin, frame = item[0], item[2], item[3], [item[1]]
+        del item
+        stats, total = stats.add(day_stats), total + len(frame[0])
+        if origin not in files:
+            files.append(origin)
+        tally.add(key, frame[0])
+        context.add_asset_metadata(
+            {"rows": dg.MetadataValue.int(len(frame[0])), "partition_day": key}, partition_key=key
+        )
+        yield key, frame.pop()  # handed on, not kept here while the next day is read
     context.add_asset_metadata(
         {
             **{k: dg.MetadataValue.int(v) for k, v in stats.as_metadata().items()},
@@ -129,7 +119,7 @@ def stream_days(
         "%s: %d trips over %d day(s) from %s",
         trips_key(spec).to_user_string(),
         total,
-        len(keys),
+        len(context.partition_keys),
         ", ".join(files),
     )
 

@@ -8,10 +8,10 @@ Three implementations of ``MonthlyFiles`` (one raw parquet table per taxi type a
 * ``Synthetic``: the deterministic generator in ``synthetic.py``, for offline demos and tests.
 
 ``TripSource.load_trips`` reads the months covering a period, normalises each file to the
-canonical schema and cleans the rows; ``TripSource.months`` does the same one month at a
+canonical schema and cleans the rows; ``TripSource.days`` gives a period one cleaned day at a
 time (what the ``trips`` asset reads a backfill of any length with). The last normalised
-month read is kept for the rest of the run (only that one: memory does not grow with the
-period), so reading a month again, or its days one after another, reads the file once.
+month read is kept, as Arrow, for the rest of the run (only that one: memory does not grow
+with the period), so reading a month again, or its days one after another, reads the file once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Literal, Protocol
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import requests
 from pydantic import PrivateAttr
@@ -228,28 +229,63 @@ class TripSource(dg.ConfigurableResource):
             return f"synthetic generator (seed {files.seed}; scenarios: {events or 'off'})"
         return f"TLC download from {files.base_url} (cache {files.cache_dir})"
 
-    def month(self, taxi_type: str, month: str, required: Iterable[str]) -> tuple[pd.DataFrame, str]:
-        """One normalised (not yet cleaned) month; the last one read is kept (only that one)."""
+    def month_table(self, taxi_type: str, month: str, required: Iterable[str]) -> tuple[pa.Table, str]:
+        """One normalised (not yet cleaned) month as an Arrow table; the last one read is kept
+        (only that one: reading the next month releases it first)."""
         key = (taxi_type, month, tuple(sorted(required)))
         if key not in self._months:
-            self._months.clear()  # a month at a time: the previous one is released first
+            self._months.clear()
             table, origin = self.files().fetch(taxi_type, month)
-            normalised = schema.normalize(table, source=origin, taxi_type=taxi_type, required=required)
-            del table
-            self._months[key] = (schema.to_pandas(normalised), origin)
+            self._months[key] = (
+                schema.normalize(table, source=origin, taxi_type=taxi_type, required=required),
+                origin,
+            )
         return self._months[key]
 
-    def months(
+    def month(self, taxi_type: str, month: str, required: Iterable[str]) -> tuple[pd.DataFrame, str]:
+        """One normalised (not yet cleaned) month as a frame."""
+        table, origin = self.month_table(taxi_type, month, required)
+        return schema.to_pandas(table), origin
+
+    def days(
         self, spec: ModelSpec, start: datetime, end: datetime
     ) -> Iterator[tuple[str, pd.DataFrame, schema.CleanStats, str]]:
-        """``trips_for`` one month at a time: for each month (``YYYY-MM``) overlapping
-        ``[start, end)``, its cleaned trips inside the period, what was dropped, and the file
-        read."""
+        """The cleaned trips of each day in ``[start, end)``, one day at a time: ``(day,
+        frame, stats, file)``. A day's trips are those of its month's file (what a run of that
+        day alone reads), cut from the month's Arrow table and only then converted and cleaned,
+        so at most one month of raw Arrow data and one day of frames are in memory. Summed over
+        the period the stats are the period's: the first day read from a file also carries the
+        file's rows read, rows without timestamps and rows outside the period."""
         required = tuple(sorted(self._required(spec)))
         for month in months_between(start, end):
-            raw, origin = self.month(spec.taxi_type, month, required)
-            cleaned, stats = schema.clean(raw, start=start, end=end, filters=spec.filters)
-            yield month, cleaned, stats, origin
+            table, origin = self.month_table(spec.taxi_type, month, required)
+            first = max(pd.Timestamp(start), pd.Timestamp(month + "-01"))
+            last = min(pd.Timestamp(end), pd.Timestamp(month + "-01") + pd.offsets.MonthBegin(1))
+            pickup, dropoff = table.column(schema.PICKUP), table.column(schema.DROPOFF)
+            timed = pc.and_(pc.is_valid(pickup), pc.is_valid(dropoff))
+            file_stats = schema.CleanStats(
+                rows_read=table.num_rows,
+                no_timestamp=table.num_rows - int(pc.sum(timed).as_py() or 0),
+                outside_period=int(pc.sum(pc.and_(timed, _outside(pickup, first, last))).as_py() or 0),
+            )
+            for day in pd.date_range(first, last, freq="D", inclusive="left"):
+                following = day + pd.Timedelta(days=1)
+                rows = table.filter(pc.and_(timed, pc.invert(_outside(pickup, day, following))))
+                cleaned = list(
+                    schema.clean(
+                        schema.to_pandas(rows),
+                        start=day.to_pydatetime(),
+                        end=following.to_pydatetime(),
+                        filters=spec.filters,
+                    )
+                )
+                del rows
+                # (popped as it is yielded: this generator keeps no reference to the day)
+                day_stats = cleaned.pop()
+                day_stats.rows_read = 0  # counted once per file, in file_stats
+                yield str(day.date()), cleaned.pop(), file_stats.add(day_stats), origin
+                file_stats = schema.CleanStats()
+            del table, pickup, dropoff, timed  # released before the next month is read
 
     def load_trips(
         self,
@@ -289,3 +325,10 @@ class TripSource(dg.ConfigurableResource):
     def _required(spec: ModelSpec) -> set[str]:
         """The columns a spec needs from a file: its features and filtered columns."""
         return {*spec.feature_columns, *(c for c in spec.filters if c != schema.DURATION)}
+
+
+def _outside(pickup: pa.ChunkedArray, first: pd.Timestamp, last: pd.Timestamp):
+    """Mask of the pickups outside ``[first, last)`` (null where the pickup is null)."""
+    lo = pa.scalar(first.to_pydatetime(), type=pickup.type)
+    hi = pa.scalar(last.to_pydatetime(), type=pickup.type)
+    return pc.or_(pc.less(pickup, lo), pc.greater_equal(pickup, hi))
