@@ -18,5 +18,14 @@ class ReportStore(dg.ConfigurableResource):
     def path_for(self, model_name: str, day: str) -> Path:
         return Path(self.directory) / model_name / f"{day}.html"
 
+    def save_bytes(self, content: bytes, model_name: str, name: str) -> Path:
+        """A file of the model's folder (the monitoring history's chart), written whole."""
+        path = Path(self.directory) / model_name / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".partial")
+        partial.write_bytes(content)
+        partial.replace(path)
+        return path
+
     def save(self, snapshot, model_name: str, day: str, title: str | None = None) -> Path:
         return drift.save_html(snapshot, self.path_for(model_name, day), title)
