@@ -25,7 +25,6 @@ import io
 import statistics
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 import matplotlib
@@ -310,7 +309,7 @@ def summary_markdown(history: History) -> str:
     return "\n".join(lines)
 
 
-def history_metadata(history: History, png: bytes, png_path: Path) -> dict:
+def history_metadata(history: History, png: bytes, chart_file: dg.MetadataValue) -> dict:
     days = history.days
     encoded = base64.b64encode(png).decode("ascii")
     md = {
@@ -322,7 +321,7 @@ def history_metadata(history: History, png: bytes, png_path: Path) -> dict:
         "alerts": dg.MetadataValue.int(len(history.alerts)),
         "promotions": dg.MetadataValue.int(len(promotions(history.timeline))),
         "drift_threshold": dg.MetadataValue.float(history.spec.monitoring.drift_check_rule().threshold),
-        "chart_file": dg.MetadataValue.path(str(png_path)),
+        "chart_file": chart_file,
     }
     if days:
         md["first_day"] = dg.MetadataValue.text(str(days[0]))
@@ -364,6 +363,6 @@ def build_history_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             path,
             len(png) // 1024,
         )
-        return dg.MaterializeResult(metadata=history_metadata(history, png, path))
+        return dg.MaterializeResult(metadata=history_metadata(history, png, reports.link(path)))
 
     return monitoring_history
