@@ -87,7 +87,7 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
     services = compose(dotenv(**SECRETS))["services"]
     dagster_home = tmp_path / "dagster_home"  # the image's DAGSTER_HOME, with the repo's dagster.yaml
     dagster_home.mkdir(exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
     workspace = tmp_path / "workspace.yaml"  # workspace.docker.yaml, user-code:4000 -> 127.0.0.1:port
 
     def point_workspace_at(port: int) -> None:

@@ -81,7 +81,7 @@ def test_values_validate_against_the_charts_schema(values, schema):
 
 
 def test_the_queue_and_instance_settings_match_dagster_yaml(values):
-    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    instance = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     local = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
     queue = values["dagsterDaemon"]["runCoordinator"]
     assert queue["type"] == instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
