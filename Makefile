@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster_home
 
-.PHONY: install demo test e2e lint format dev serve bench clean
+.PHONY: install demo test e2e lint format dev serve reports bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -46,6 +46,12 @@ dev: $(STAMP)
 ## make serve: the prediction service on http://127.0.0.1:$${SERVING_PORT:-8000} (gunicorn)
 serve: $(STAMP)
 	$(BIN)/gunicorn -c serving/gunicorn.conf.py
+
+## make reports: MLOPS_HOME/reports (Evidently reports, history chart) on http://127.0.0.1:8001;
+## run `make dev` with REPORTS_URL=http://127.0.0.1:8001 so the metadata links open them
+reports: $(STAMP)
+	@mkdir -p $(MLOPS_HOME)/reports
+	$(BIN)/python -m http.server 8001 --bind 127.0.0.1 --directory $(MLOPS_HOME)/reports
 
 ## make bench: backfill, scale, sensor and serving benchmarks, then one table (serving needs wrk)
 bench: $(STAMP)

@@ -11,11 +11,16 @@ PREDICTIONS = "predictions"
 DRIFT_METRICS = "drift_metrics"
 DUMMY_METRICS = "dummy_metrics"
 RETRAINED_MODEL = "retrained_model"
+MONITORING_HISTORY = "monitoring_history"
 
 # Jobs keep the original Airflow design's DAG names where they map.
 TRAIN_JOB = "train_duration_model"
 MONITORING_JOB = "metrics_backfill_to_postgres"
 RETRAIN_JOB = "retrain_duration_model"
+HISTORY_JOB = "draw_monitoring_history"
+
+# The automation condition sensor of the monitoring_history assets (on by default).
+HISTORY_SENSOR = "monitoring_history_automation"
 
 # Asset checks.
 CHECK_TRIPS_SCHEMA = "canonical_schema"

@@ -16,8 +16,9 @@ import dagster as dg
 from mlops_assets import constants as C
 from mlops_assets.alerting.sensor import build_drift_sensor
 from mlops_assets.data.assets import build_trips_asset
-from mlops_assets.keys import model_key, retrained_key
+from mlops_assets.keys import history_key, model_key, retrained_key
 from mlops_assets.monitoring.assets import build_monitoring_assets
+from mlops_assets.monitoring.history import build_history_asset
 from mlops_assets.partitions import daily_partitions
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
@@ -38,6 +39,7 @@ def build_defs(specs: list[ModelSpec], resources: dict[str, object]) -> dg.Defin
         assets += [build_trips_asset(spec), build_model_asset(spec), *build_monitoring_assets(spec)]
     daily_keys = [k for a in assets if a.partitions_def == daily_partitions for k in a.keys]
     retrain_assets = [build_retrain_asset(spec) for spec in specs]
+    history_assets = [build_history_asset(spec) for spec in specs]
 
     train_job = dg.define_asset_job(
         C.TRAIN_JOB,
@@ -77,10 +79,26 @@ def build_defs(specs: list[ModelSpec], resources: dict[str, object]) -> dg.Defin
             "is no worse than the champion. Drift alert sensors request it, one model at a time."
         ),
     )
+    history = dg.AssetSelection.assets(*(history_key(s) for s in specs))
+    history_job = dg.define_asset_job(
+        C.HISTORY_JOB,
+        selection=history,
+        description="Draw each spec's drift and model error over every monitored day (monitoring_history).",
+    )
     sensors = [build_drift_sensor(spec, retrain_job) for spec in specs]
+    # Runs the history assets' automation condition (after monitoring or a retrain). On by
+    # default: Dagster's implicit default_automation_condition_sensor starts stopped.
+    sensors.append(
+        dg.AutomationConditionSensorDefinition(
+            C.HISTORY_SENSOR,
+            target=history,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Redraws each spec's monitoring_history after monitoring or a retrain.",
+        )
+    )
     return dg.Definitions(
-        assets=[*assets, *retrain_assets],
-        jobs=[train_job, monitoring_job, retrain_job],
+        assets=[*assets, *retrain_assets, *history_assets],
+        jobs=[train_job, monitoring_job, retrain_job, history_job],
         schedules=[training_schedule, monitoring_schedule],
         sensors=sensors,
         resources=resources,

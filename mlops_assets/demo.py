@@ -127,7 +127,7 @@ class Demo:
         in one run (tagged with the demo, the ``stage`` and the spec); print progress. A failed
         run ends the demo (exit 1) with its error, unless ``allow_failure``."""
         self.step += 1
-        span = partition or f"{first}..{last}"
+        span = partition or (f"{first}..{last}" if first else "all monitored days")
         say(f"[{self.step}] {label} ({', '.join(names)}; {span}) ...")
         run_tags = {DEMO_TAG: "true", STAGE_TAG: stage, SPEC_TAG: self.spec.name, **(tags or {})}
         if first is not None:
@@ -275,6 +275,20 @@ class Demo:
             outcomes.append(md)
         return outcomes
 
+    def draw_history(self) -> None:
+        """Materialize monitoring_history last, so ``make dev`` shows the whole story as a chart."""
+        result = self.run(
+            "Draw drift and model error over the monitored days",
+            C.HISTORY_JOB,
+            "history",
+            [C.MONITORING_HISTORY],
+        )
+        ((_, md),) = self.metadata(result, self.key(C.MONITORING_HISTORY))
+        say(
+            f"    {md['days_monitored']} days, {md['promotions']} promotion(s), {md['alerts']} alert(s): "
+            f"{md['chart_file']}"
+        )
+
 
 def sensor_run_tags(sensor: str, request: dg.RunRequest) -> dict[str, str]:
     """The tags of the run a sensor's ``request`` becomes: the request's own, then the
@@ -317,6 +331,7 @@ def main() -> int:
     for month in months:
         demo.monitor(month)
         retrains += demo.sensor_tick()
+    demo.draw_history()
     say()
     print_story(spec, settings, retrains)
     return 0
@@ -404,10 +419,14 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
     if outbox.is_dir():
         say(f"Outbox         {outbox} ({len(list(outbox.glob('*.eml')))} .eml file(s))")
     say(f"Reports        {settings.home / 'reports' / spec.name}")
+    say(f"Chart          {settings.home / 'reports' / spec.name / 'monitoring_history.png'}")
     tracking = R.model_registry(settings).describe()
     say(f"MLflow         {tracking} (champion: v{timeline[-1]['model_version']})")
     say(f"               mlflow ui --backend-store-uri {tracking}")
     say(f"Dagster        `make dev`, then http://localhost:3000 (runs kept in {os.environ['DAGSTER_HOME']})")
+    say(
+        f"               drift over time: asset {spec.name}/{C.MONITORING_HISTORY}, its chart in the metadata"
+    )
 
 
 if __name__ == "__main__":

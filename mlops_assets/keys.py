@@ -38,3 +38,7 @@ def dummy_metrics_key(spec: ModelSpec) -> dg.AssetKey:
 
 def retrained_key(spec: ModelSpec) -> dg.AssetKey:
     return asset_key(spec, C.RETRAINED_MODEL)
+
+
+def history_key(spec: ModelSpec) -> dg.AssetKey:
+    return asset_key(spec, C.MONITORING_HISTORY)

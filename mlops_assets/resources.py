@@ -37,6 +37,7 @@ def model_registry(settings: Settings) -> ModelRegistry:
         tracking_uri=settings.mlflow_tracking_uri,
         cache_dir=str(H.models_cache(settings.home)),
         artifact_root=str(H.artifact_root(settings.home)),
+        ui_url=settings.mlflow_ui_url,
     )
 
 
@@ -72,7 +73,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         C.PARQUET_IO: PartitionedParquetIOManager(base_dir=str(settings.home / "assets")),
         C.MODEL_REGISTRY: model_registry(settings),
         C.METRICS_DB: metrics_db(settings),
-        C.REPORTS: ReportStore(directory=str(settings.home / "reports")),
+        C.REPORTS: ReportStore(directory=str(settings.home / "reports"), base_url=settings.reports_url),
         C.MAILER: mailer(settings),
         C.SERVING: serving_client(settings),
     }

@@ -50,6 +50,11 @@ class Settings:
     serving_token_set: bool = False  # SERVING_RELOAD_TOKEN, read through dg.EnvVar
     dagster_ui_url: str = DEFAULT_DAGSTER_UI_URL
     grafana_url: str | None = None
+    # Links in asset metadata: where MLOPS_HOME/reports is served over HTTP (the daily reports
+    # and the history chart become clickable), and the MLflow UI (default: the tracking URI
+    # when it is http(s)).
+    reports_url: str | None = None
+    mlflow_ui_url: str | None = None
 
     def __post_init__(self):
         if self.trip_source not in TRIP_SOURCES:
@@ -107,6 +112,8 @@ class Settings:
             "serving_token_set": bool(env.get("SERVING_RELOAD_TOKEN")),
             "dagster_ui_url": text("DAGSTER_UI_URL") or DEFAULT_DAGSTER_UI_URL,
             "grafana_url": text("GRAFANA_URL"),
+            "reports_url": text("REPORTS_URL"),
+            "mlflow_ui_url": text("MLFLOW_UI_URL"),
         }
         for name, key in (
             ("METRICS_DATABASE_URL", "metrics_database_url"),

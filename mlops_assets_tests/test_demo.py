@@ -115,6 +115,7 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
         ("metrics_backfill_to_postgres", "monitoring"),
         ("retrain_duration_model", "retraining"),
         ("metrics_backfill_to_postgres", "monitoring"),
+        ("draw_monitoring_history", "history"),
     ]
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert {(r.tags["mlops/demo"], r.tags["mlops/spec"]) for r in runs} == {("true", SPEC.name)}

@@ -110,7 +110,7 @@ def stack(tmp_path_factory, trip_data_dir):
     ARTIFACTS.mkdir(exist_ok=True)
     home, dagster_home = root / "mlops_home", root / "dagster_home"
     dagster_home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
     smtp_port, dagster_port, serving_port = free_port(), free_port(), free_port()
     with (
         throwaway_database("mlops_e2e") as pg_url,

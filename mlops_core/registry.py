@@ -29,6 +29,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from mlops_core.bundle import DEFAULT_ARTIFACT, ModelBundle
 from mlops_core.text import redact_url
@@ -84,6 +85,7 @@ class RegistryOps:
     tracking_uri: str
     cache_dir: str
     artifact_root: str | None
+    ui_url: str | None  # the MLflow UI's address for links; None: the tracking URI if http(s)
     _client: object
 
     # --- plumbing -------------------------------------------------------------------------
@@ -121,11 +123,23 @@ class RegistryOps:
             location = (Path(self.artifact_root).resolve() / name).as_uri()
         return client.create_experiment(name, artifact_location=location)
 
+    def ui_base(self) -> str | None:
+        """The MLflow UI's address for links: ``ui_url``, else the tracking URI when it is
+        http(s) (the server serves its UI there), without any user or password in it."""
+        base = self.ui_url or (self.uri() if self.uri().startswith(("http://", "https://")) else None)
+        if not base:
+            return None
+        parts = urlsplit(base)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
+
     def run_url(self, run_id: str, name: str) -> str | None:
-        if self.uri().startswith("http"):
-            exp = self.experiment_id(name)
-            return f"{self.uri().rstrip('/')}/#/experiments/{exp}/runs/{run_id}"
-        return None
+        base = self.ui_base()
+        return f"{base}/#/experiments/{self.experiment_id(name)}/runs/{run_id}" if base else None
+
+    def version_url(self, name: str, version: str) -> str | None:
+        """The registered model version's page in the MLflow UI, or None without a UI address."""
+        base = self.ui_base()
+        return f"{base}/#/models/{quote(name)}/versions/{version}" if base else None
 
     # --- writing --------------------------------------------------------------------------
     def find_by_fingerprint(self, name: str, fingerprint: str) -> str | None:
@@ -309,4 +323,5 @@ class MlflowRegistry(RegistryOps):
     tracking_uri: str
     cache_dir: str
     artifact_root: str | None = None
+    ui_url: str | None = None
     _client: object = field(default=None, init=False, repr=False, compare=False)

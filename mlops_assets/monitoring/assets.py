@@ -228,9 +228,10 @@ def report_title(
     return " · ".join(parts)
 
 
-def drift_metadata(row: dict, report) -> dict:
+def drift_metadata(row: dict, report, reports: ReportStore | None = None) -> dict:
     """Per-partition metadata of a ``drift_row``: numbers as numbers, so the asset page plots
-    them over days (prediction drift, RMSE, bias, rmse_ratio)."""
+    them over days (prediction drift, RMSE, bias, rmse_ratio); the report as a link when
+    ``reports`` has a base URL (REPORTS_URL), else as a path."""
     md = {
         "rows": dg.MetadataValue.int(row["n_rows"]),
         "model_version": dg.MetadataValue.text(row[MODEL_VERSION]),
@@ -248,7 +249,7 @@ def drift_metadata(row: dict, report) -> dict:
         if row[column] is not None:
             md[column] = dg.MetadataValue.float(row[column])
     if report:
-        md["report"] = dg.MetadataValue.path(str(report))
+        md["report"] = reports.link(report) if reports is not None else dg.MetadataValue.path(str(report))
     return md
 
 
@@ -444,7 +445,7 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 spec, day, version, metrics, report, threshold, context.run.run_id, bundle.info.holdout.rmse
             )
             rows.append(row)
-            context.add_asset_metadata(drift_metadata(row, report), partition_key=day)
+            context.add_asset_metadata(drift_metadata(row, report, reports), partition_key=day)
             context.log.info(
                 "drift %s (%d/%d): %s, rmse %s (x%s) on %d rows, model v%s",
                 day,

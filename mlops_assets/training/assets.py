@@ -33,6 +33,9 @@ def model_metadata(bundle: M.ModelBundle, registered, registry: ModelRegistry, a
     url = registry.run_url(registered.run_id, info.model_name)
     if url:
         metadata["mlflow_run"] = dg.MetadataValue.url(url)
+    version_url = registry.version_url(info.model_name, registered.version)
+    if version_url:
+        metadata["mlflow_model_version"] = dg.MetadataValue.url(version_url)
     return metadata
 
 

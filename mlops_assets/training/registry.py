@@ -19,5 +19,6 @@ class ModelRegistry(RegistryOps, dg.ConfigurableResource):
     tracking_uri: str
     cache_dir: str
     artifact_root: str | None = None
+    ui_url: str | None = None  # MLFLOW_UI_URL: the MLflow UI for links (default: an http(s) tracking URI)
 
     _client: object = PrivateAttr(default=None)

@@ -1,6 +1,6 @@
 """The compose stack's Dagster side, as real processes on a real PostgreSQL instance storage.
 
-Exercises the repo's dagster.yaml (copied into a temporary DAGSTER_HOME, DAGSTER_PG_*
+Exercises the repo's deploy/dagster.yaml (copied into a temporary DAGSTER_HOME, DAGSTER_PG_*
 pointing at the Dagster database that config/postgres/init-databases.sh made, as its own
 role), and the commands and healthchecks of docker-compose.yml's Dagster services, taken from
 the compose file: `dagster instance migrate` (dagster-init), `dagster code-server start`
@@ -9,7 +9,8 @@ workspace.docker.yaml (health-checked with `dagster-daemon liveness-check`). A m
 is launched into the run queue with the real CLI, dequeued by the daemon and executed by the
 DefaultRunLauncher inside the code server, on the real assets and real TLC files, writing to a
 real PostgreSQL metrics DB; the real drift sensor is started with the CLI and ticks under the
-daemon. Then everything is stopped and a new process on the same database must still see the
+daemon, and the automation sensor redraws ``monitoring_history`` after the run. Then everything
+is stopped and a new process on the same database must still see the
 runs, the materialized partitions and the sensor's cursor.
 
 Replaced: Docker. The services' host names become 127.0.0.1 and a free port, container paths
@@ -34,6 +35,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from mlops_assets import constants as C
 from mlops_assets.alerting.sensor import read_cursor, sensor_name
 from mlops_assets.metrics_db import MetricsDB
 from mlops_assets_tests.helpers import copy_timeline, default_spec, start_process, stop_process, wait_for
@@ -87,7 +89,7 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
     services = compose(dotenv(**SECRETS))["services"]
     dagster_home = tmp_path / "dagster_home"  # the image's DAGSTER_HOME, with the repo's dagster.yaml
     dagster_home.mkdir(exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
     workspace = tmp_path / "workspace.yaml"  # workspace.docker.yaml, user-code:4000 -> 127.0.0.1:port
 
     def point_workspace_at(port: int) -> None:
@@ -175,7 +177,7 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
             cwd=tmp_path,
         )
         assert launch.returncode == 0, launch.stderr
-        (run,) = instance.get_runs()
+        (run,) = instance.get_runs(filters=dg.RunsFilter(job_name="metrics_backfill_to_postgres"))
         assert run.status in (dg.DagsterRunStatus.QUEUED, *IN_PROGRESS, dg.DagsterRunStatus.SUCCESS)
 
         def finished():
@@ -201,6 +203,15 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
         assert {r["model_version"] for r in rows} == {"1"}
         # its run logs are in $DAGSTER_HOME/storage, the volume the webserver shares
         assert any(run.run_id in str(p) for p in (dagster_home / "storage").rglob("*"))
+
+        # The daemon's automation sensor then redraws monitoring_history (on by default).
+        def history_run():
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": C.HISTORY_SENSOR}))
+            return runs if runs and all(r.is_finished for r in runs) else None
+
+        (drawn,) = wait_for(history_run, timeout=180, interval=1, what="the monitoring_history run")
+        assert drawn.status == dg.DagsterRunStatus.SUCCESS, logs[-4000:]
+        assert drawn.asset_selection == {dg.AssetKey([SPEC.name, C.MONITORING_HISTORY])}
 
         # The real drift sensor, started with the CLI, ticks under the daemon and keeps its cursor.
         started = subprocess.run(
@@ -247,7 +258,10 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
     assert out.returncode == 0, out.stderr
     state = json.loads(out.stdout.strip().splitlines()[-1])
     assert state["storage"] == "PostgresRunStorage"
-    assert state["runs"] == [[run.run_id, "SUCCESS", "metrics_backfill_to_postgres"]]
+    assert state["runs"] == [  # newest first
+        [drawn.run_id, "SUCCESS", drawn.job_name],
+        [run.run_id, "SUCCESS", "metrics_backfill_to_postgres"],
+    ]
     assert state["sensor_status"] == "RUNNING"
     assert read_cursor(state["cursor"]) == newest
     assert state["trips_partitions"] == list(DAYS)
