@@ -413,7 +413,8 @@ def daemon_backfill(
     name = f"year-{days_per_run}d-runs" if days_per_run else "year-one-run"
     home = fresh_home(base, work, name)
     env = bench_env(home, data_dir, days_per_run)
-    local_instance.ensure(home / "dagster_home")  # the run queue `make dev` runs with
+    # the instance config `make dev` runs with (its run queue), whatever the copied home had
+    (home / "dagster_home" / "dagster.yaml").write_text(local_instance.TEMPLATE.read_text())
     dev = DagsterDev(home, env, work / f"{name}.log")
     try:
         dev.wait_ready(timeout=240)
