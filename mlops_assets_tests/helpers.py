@@ -145,6 +145,18 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
+# The Dagster UI's GraphQL mutation that launches a partition backfill (what its Launch button sends).
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on Error { message }
+  }
+}"""
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
     import time
 

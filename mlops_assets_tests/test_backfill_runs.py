@@ -31,6 +31,7 @@ from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets_tests.helpers import (
     CHROMIUM,
+    LAUNCH_BACKFILL,
     chromium,
     copy_timeline,
     default_spec,
@@ -167,15 +168,6 @@ def subprocess_run(args):
 
 
 # --- a backfill through the daemon, split and run in parallel ------------------------------------
-LAUNCH_BACKFILL = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on Error { message }
-  }
-}"""
 BACKFILL_STATUS = """
 query Status($id: String!) {
   partitionBackfillOrError(backfillId: $id) {

@@ -39,6 +39,7 @@ from mlops_assets.settings import Settings
 from mlops_assets.training.retrain import RETRAIN_TAG
 from mlops_assets_tests.conftest import ENV_VARS, throwaway_database
 from mlops_assets_tests.helpers import (
+    LAUNCH_BACKFILL,
     chromium,
     default_spec,
     group_alive,
@@ -211,15 +212,6 @@ def stack(tmp_path_factory, trip_data_dir):
         assert port_free(dagster_port) and port_free(serving_port)
 
 
-LAUNCH_BACKFILL = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on Error { message }
-  }
-}"""
 BACKFILL_STATUS = """
 query Status($id: String!) {
   partitionBackfillOrError(backfillId: $id) {

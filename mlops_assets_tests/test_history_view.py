@@ -29,9 +29,16 @@ from mlops_assets.keys import history_key
 from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.monitoring import history as H
 from mlops_assets.resources import build_resources
-from mlops_assets_tests.helpers import chromium, default_spec, start_process, stop_process, wait_for
+from mlops_assets_tests.helpers import (
+    LAUNCH_BACKFILL,
+    chromium,
+    default_spec,
+    start_process,
+    stop_process,
+    wait_for,
+)
 from mlops_assets_tests.test_alerting import free_port
-from mlops_assets_tests.test_e2e import BACKFILL_STATUS, FINISHED, LAUNCH_BACKFILL, MONITORING, wait_http
+from mlops_assets_tests.test_e2e import BACKFILL_STATUS, FINISHED, MONITORING, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
