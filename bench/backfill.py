@@ -4,8 +4,9 @@
     one run: trips → predictions → drift_metrics → dummy_metrics for every day);
 (b) one run per partition: the same command once per day (what a multi-run backfill does);
 (c) the floor: a plain Python loop with no Dagster that reads the month, predicts and calls
-    Evidently per day with the same metrics (drift with the pinned method, RMSE, MAE,
-    MeanError, drifted columns, missing values; also in its own process, imports included).
+    Evidently per day with the same metrics (drift with the pinned method and the rule's
+    threshold, RMSE, MAE, MeanError, a ValueDrift with Evidently's test per feature, missing
+    values; also in its own process, imports included).
 
 Prints wall times, the ratios (a)/(c) and (b)/(a). Real data from TRIP_DATA_DIR (default
 ../shared/data/nyc-tlc). Each variant gets a fresh MLOPS_HOME with the same trained model.
@@ -36,7 +37,7 @@ import sys, time, warnings
 warnings.filterwarnings("ignore")
 import pandas as pd
 from evidently import DataDefinition, Dataset, Regression, Report
-from evidently.metrics import MAE, RMSE, DatasetMissingValueCount, DriftedColumnsCount, MeanError, ValueDrift
+from evidently.metrics import MAE, RMSE, DatasetMissingValueCount, MeanError, ValueDrift
 from mlops_core.bundle import ModelBundle
 bundle_dir, data_file, month = sys.argv[1:4]
 bundle = ModelBundle.load(__import__("pathlib").Path(bundle_dir))
@@ -56,9 +57,10 @@ for day, g in df.groupby(df.lpep_pickup_datetime.dt.normalize()):
     cur["prediction"] = bundle.pipeline.predict(
         [{"PULocationID": str(a), "DOLocationID": str(b), "trip_distance": c}
          for a, b, c in zip(cur.PULocationID, cur.DOLocationID, cur.trip_distance)])
-    snap = Report([ValueDrift(column="prediction", method="wasserstein"), RMSE(), MAE(error_distr=False),
-                   MeanError(), DriftedColumnsCount(columns=cols),
-                   DatasetMissingValueCount(columns=cols)]).run(
+    snap = Report([ValueDrift(column="prediction", method="wasserstein", threshold=0.2), RMSE(tests=[]),
+                   MAE(error_distr=False, mean_tests=[], std_tests=[]),
+                   MeanError(mean_tests=[], std_tests=[]), *(ValueDrift(column=c) for c in cols),
+                   DatasetMissingValueCount(columns=cols, tests=[], share_tests=[])], include_tests=True).run(
         Dataset.from_pandas(cur, data_definition=definition), reference)
     values.append(snap.dict()["metrics"][0]["value"])
 print(len(values), sum(values) / len(values))

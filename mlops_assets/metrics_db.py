@@ -47,6 +47,8 @@ dummy_metrics = sa.Table(
     sa.Column("model_version", sa.String(50)),
     sa.Column("prediction_drift", sa.Float()),
     sa.Column("num_drifted_columns", sa.Integer()),
+    # The feature columns Evidently found drifted, comma-separated ("" for none).
+    sa.Column("drifted_columns", sa.Text()),
     sa.Column("share_missing_values", sa.Float()),
     sa.Column("n_rows", sa.Integer(), nullable=False),
     sa.Column("n_scored", sa.Integer(), nullable=False),

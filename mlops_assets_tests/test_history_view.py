@@ -168,6 +168,23 @@ def test_the_history_view_shows_drift_threshold_and_promotion(
             assert "prediction_drift > 0.20" in text and "rmse_ratio > 1.50" in text
             assert re.search(r"v2 promoted, from 2022-02-01", text)
             assert f"{max(v1_drift):.3f}" in text  # v1's drift max, as the metrics DB has it
+
+            # A monitored day's partition names its drifted feature columns, with each one's drift.
+            day = rows[-1]
+            assert day["timestamp"].date() == date(2022, 2, 4)
+            page.goto(
+                f"{url}/assets/{SPEC.name}/{C.DRIFT_METRICS}?view=partitions&partition=2022-02-04",
+                wait_until="networkidle",
+            )
+            try:
+                names = page.get_by_role("row").filter(has=page.get_by_text("drifted_columns", exact=True))
+                names.wait_for(state="visible", timeout=30_000)
+                assert (day["drifted_columns"] or "none") in names.inner_text()
+                table = page.get_by_role("row").filter(has=page.get_by_text("feature_drift", exact=True))
+                for column in [*SPEC.features.categorical, *SPEC.features.numerical]:
+                    assert column in table.inner_text()
+            finally:
+                page.screenshot(path=ARTIFACTS / "ui-drifted-columns.png", full_page=True)
     finally:
         stop_process(dagster, timeout=20)
         shutil.copy(log, ARTIFACTS / "history-dagster-dev.log")

@@ -21,6 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from evidently import DataDefinition, Dataset, Report
+from evidently.legacy.metrics import DataDriftTable
+from evidently.legacy.pipeline.column_mapping import ColumnMapping
+from evidently.legacy.report import Report as LegacyReport
 from evidently.metrics import DatasetMissingValueCount, DriftedColumnsCount, ValueDrift
 
 from mlops_assets import constants as C
@@ -97,9 +100,21 @@ def independent_metrics(data_dir, bundle: ModelBundle, day: str) -> dict:
         Dataset.from_pandas(reference, data_definition=definition),
     )
     values = [m["value"] for m in snapshot.dict()["metrics"]]
+    # Which columns drifted, by another of Evidently's paths: the legacy DataDriftTable.
+    table = LegacyReport([DataDriftTable(columns=cols)])
+    table.run(
+        reference_data=reference[cols],
+        current_data=current[cols],
+        column_mapping=ColumnMapping(
+            numerical_features=["trip_distance"], categorical_features=["PULocationID", "DOLocationID"]
+        ),
+    )
+    by_column = table.as_dict()["metrics"][0]["result"]["drift_by_columns"]
     return {
         "prediction_drift": values[0],
         "num_drifted_columns": values[1]["count"],
+        "drifted_columns": [c for c in cols if by_column[c]["drift_detected"]],
+        "feature_drift": {c: by_column[c]["drift_score"] for c in cols},
         "share_missing_values": values[2]["share"],
         "n_rows": len(trips),
     }
@@ -114,22 +129,35 @@ def test_prediction_drift_matches_evidently_called_directly(
     table = rows(R.metrics_db(settings))
     assert len(table) == 7
     bundle = ModelBundle.load(home / "models" / SPEC.name / "v1")
-    for day in ("2022-02-01", "2022-02-03", "2022-02-05", "2022-02-06"):
-        expected = independent_metrics(trip_data_dir, bundle, day)
-        row = table.loc[pd.Timestamp(day)]
-        assert row["prediction_drift"] == pytest.approx(expected["prediction_drift"], abs=1e-9, rel=0)
-        assert row["num_drifted_columns"] == expected["num_drifted_columns"]
-        assert row["share_missing_values"] == pytest.approx(expected["share_missing_values"], abs=1e-12)
-        assert row["n_rows"] == expected["n_rows"] == row["n_scored"]
-        assert row["model_version"] == "1"
-        report_figure(f"prediction_drift {day} (v1 trained on 2022-01): {row['prediction_drift']:.6f}")
-
-    # per-partition metadata: numeric drift (so the UI plots it), rows, version, report link
     events = {
         e.partition: e.event_specific_data.materialization.metadata
         for e in result.get_asset_materialization_events()
         if e.asset_key == key(C.DRIFT_METRICS)
     }
+    named = set()
+    for day in ("2022-02-01", "2022-02-03", "2022-02-05", "2022-02-06"):
+        expected = independent_metrics(trip_data_dir, bundle, day)
+        row = table.loc[pd.Timestamp(day)]
+        assert row["prediction_drift"] == pytest.approx(expected["prediction_drift"], abs=1e-9, rel=0)
+        assert row["num_drifted_columns"] == expected["num_drifted_columns"]
+        # The drifted columns by name: the ones Evidently's DataDriftTable finds drifted.
+        assert row["drifted_columns"] == ", ".join(expected["drifted_columns"])
+        assert len(expected["drifted_columns"]) == expected["num_drifted_columns"]
+        named |= set(expected["drifted_columns"])
+        md = events[day]
+        assert md["drifted_columns"].value == (row["drifted_columns"] or "none")
+        for column, score in expected["feature_drift"].items():
+            drifted = "yes" if column in expected["drifted_columns"] else "no"
+            assert f"| {column} | {score:.4f} | " in md["feature_drift"].value
+            assert re.search(rf"\| {column} \| [^\n]* \| {drifted} \|", md["feature_drift"].value)
+        assert row["share_missing_values"] == pytest.approx(expected["share_missing_values"], abs=1e-12)
+        assert row["n_rows"] == expected["n_rows"] == row["n_scored"]
+        assert row["model_version"] == "1"
+        report_figure(f"prediction_drift {day} (v1 trained on 2022-01): {row['prediction_drift']:.6f}")
+
+    # These days cover both outcomes: the zones drift against January's reference, distance not.
+    assert named == {"PULocationID", "DOLocationID"}
+    # per-partition metadata: numeric drift (so the UI plots it), rows, version, report link
     assert len(events) == 7
     md = events["2022-02-03"]
     assert isinstance(md["prediction_drift"], dg.FloatMetadataValue)
@@ -146,6 +174,11 @@ def test_prediction_drift_matches_evidently_called_directly(
     assert title.startswith(f"{SPEC.name} · 2022-02-03 · model v1 · {int(row['n_rows']):,} trips · ")
     assert f"prediction drift {row['prediction_drift']:.4f} (wasserstein)" in title
     assert f"RMSE {row['rmse']:.2f} min ({row['rmse_ratio']:.2f}x its holdout's)" in title
+    names = row["drifted_columns"]
+    assert title.endswith(f" · drifted feature columns: {names}" if names else " · no drifted feature column")
+    # The report shows Evidently's drift test of each feature column (the names, in its JSON).
+    for column in [*SPEC.features.categorical, *SPEC.features.numerical]:
+        assert f"Value Drift for column {column}" in html
     assert json.dumps(title)[1:-1] in html.split("</title>", 1)[1]  # and heads the report (in its JSON)
 
 
@@ -404,6 +437,7 @@ def test_schema_is_migrated_without_manual_sql(postgres_url):
     assert "created table alerts" in changes
     assert "added column dummy_metrics.rmse_ratio" in changes
     assert "added column dummy_metrics.drift_method" in changes
+    assert "added column dummy_metrics.drifted_columns" in changes
     assert ensure_schema(engine) == []  # idempotent
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dummy_metrics)).scalar() == 1

@@ -13,7 +13,7 @@ from mlops_core.specs import PREDICTION_DRIFT, AlertRule, threshold_text
 
 WHAT = {
     "prediction_drift": "Evidently ValueDrift on the model's predictions vs its reference data",
-    "num_drifted_columns": "features whose distribution drifted (Evidently DriftedColumnsCount)",
+    "num_drifted_columns": "features whose distribution drifted (Evidently ValueDrift per feature)",
     "share_missing_values": "share of missing feature values",
     "rmse": "the day's RMSE in minutes, from the actual durations",
     "mae": "the day's mean absolute error in minutes",

@@ -196,6 +196,7 @@ def drift_row(
         MODEL_VERSION: version,
         "prediction_drift": metrics.prediction_drift,
         "num_drifted_columns": metrics.num_drifted_columns,
+        "drifted_columns": drifted_text(metrics),
         "share_missing_values": metrics.share_missing_values,
         "n_rows": metrics.n_rows,
         "n_scored": metrics.n_scored,
@@ -223,15 +224,35 @@ def report_title(
         parts.append(
             f"RMSE {metrics.rmse:.2f} min" + (f" ({ratio:.2f}x its holdout's)" if ratio is not None else "")
         )
-    if metrics.num_drifted_columns is not None:
-        parts.append(f"{metrics.num_drifted_columns} drifted feature column(s)")
+    if metrics.drifted_columns is not None:
+        names = metrics.drifted_columns
+        parts.append(f"drifted feature columns: {', '.join(names)}" if names else "no drifted feature column")
     return " · ".join(parts)
 
 
-def drift_metadata(row: dict, report, reports: ReportStore | None = None) -> dict:
+def drifted_text(metrics: drift.DayMetrics) -> str | None:
+    """The drifted feature columns as stored: comma-separated, "" for none, None without trips."""
+    names = metrics.drifted_columns
+    return None if names is None else ", ".join(names)
+
+
+def feature_drift_table(metrics: drift.DayMetrics) -> str:
+    """Each feature column's drift as a Markdown table (the asset's metadata shows it)."""
+    lines = ["| column | drift score | method | threshold | drifted |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {c.column} | {c.score:.4f} | {c.method} | {c.threshold:g} | {'yes' if c.drifted else 'no'} |"
+        for c in metrics.feature_drift
+    ]
+    return "\n".join(lines)
+
+
+def drift_metadata(
+    row: dict, report, reports: ReportStore | None = None, metrics: drift.DayMetrics | None = None
+) -> dict:
     """Per-partition metadata of a ``drift_row``: numbers as numbers, so the asset page plots
-    them over days (prediction drift, RMSE, bias, rmse_ratio); the report as a link when
-    ``reports`` has a base URL (REPORTS_URL), else as a path."""
+    them over days (prediction drift, RMSE, bias, rmse_ratio); the drifted feature columns by
+    name, and each feature's drift as a table when ``metrics`` are given; the report as a link
+    when ``reports`` has a base URL (REPORTS_URL), else as a path."""
     md = {
         "rows": dg.MetadataValue.int(row["n_rows"]),
         "model_version": dg.MetadataValue.text(row[MODEL_VERSION]),
@@ -244,10 +265,13 @@ def drift_metadata(row: dict, report, reports: ReportStore | None = None) -> dic
         md["prediction_drift"] = dg.MetadataValue.text("no trips" if row["n_rows"] == 0 else "no scored rows")
     if row["num_drifted_columns"] is not None:
         md["num_drifted_columns"] = dg.MetadataValue.int(row["num_drifted_columns"])
+        md["drifted_columns"] = dg.MetadataValue.text(row["drifted_columns"] or "none")
         md["share_missing_values"] = dg.MetadataValue.float(row["share_missing_values"])
     for column in (*QUALITY_COLUMNS, "holdout_rmse"):
         if row[column] is not None:
             md[column] = dg.MetadataValue.float(row[column])
+    if metrics is not None and metrics.feature_drift:
+        md["feature_drift"] = dg.MetadataValue.md(feature_drift_table(metrics))
     if report:
         md["report"] = reports.link(report) if reports is not None else dg.MetadataValue.path(str(report))
     return md
@@ -405,7 +429,8 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         description=(
             "One Evidently 0.7 report per day against the reference data of the model in effect: "
             f"`prediction_drift` (ValueDrift, method `{spec.drift_method}`), `num_drifted_columns` "
-            "(DriftedColumnsCount over the features), `share_missing_values` (over the features), "
+            "and `drifted_columns` (a ValueDrift and Evidently's drift test per feature), "
+            "`share_missing_values` (over the features), "
             "and the model's quality from the actual durations: `rmse`, `mae`, `mean_error` "
             "(prediction minus actual, minutes) and `rmse_ratio` (the day's RMSE over the model's "
             "holdout RMSE). The HTML report is saved under MLOPS_HOME/reports. A day without "
@@ -434,7 +459,7 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 version = versions_in_effect(spec, metrics_db, [day])[day]
             bundle = bundles.get(version)
             metrics, snapshot = drift.compute(
-                frame, bundles.reference(version), bundle.features, spec.drift_method
+                frame, bundles.reference(version), bundle.features, spec.drift_method, threshold
             )
             report = (
                 reports.save(snapshot, spec.name, day, report_title(spec, day, version, metrics, bundle))
@@ -445,7 +470,7 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 spec, day, version, metrics, report, threshold, context.run.run_id, bundle.info.holdout.rmse
             )
             rows.append(row)
-            context.add_asset_metadata(drift_metadata(row, report, reports), partition_key=day)
+            context.add_asset_metadata(drift_metadata(row, report, reports, metrics), partition_key=day)
             context.log.info(
                 "drift %s (%d/%d): %s, rmse %s (x%s) on %d rows, model v%s",
                 day,

@@ -8,7 +8,10 @@ actual durations and predictions), in one Evidently report:
   reference's standard deviation). Pinned because Evidently's automatic choice depends on the
   reference's size (a K-S p-value up to 1,000 rows, a distance above), which would silently
   turn "large means drift" into "small means drift";
-* ``num_drifted_columns``: ``DriftedColumnsCount`` over the model's feature columns;
+* ``num_drifted_columns`` and ``drifted_columns``: one ``ValueDrift`` per feature column with
+  Evidently's own choice of method and threshold for its type and size, and Evidently's own
+  test of it (drifted when it fails). That is what ``DriftedColumnsCount`` counts (the tests
+  compare the two), and unlike it, it says which columns, with their scores, in the report;
 * ``share_missing_values``: ``DatasetMissingValueCount`` share over the model's feature
   columns (not over all TLC columns: ``ehail_fee`` is always null);
 * ``rmse``, ``mae``, ``mean_error``: Evidently's regression metrics (``RMSE``, ``MAE``,
@@ -17,6 +20,10 @@ actual durations and predictions), in one Evidently report:
   ``prediction``. ``mean_error`` is prediction minus actual, in minutes (the bias: positive
   when the model predicts too long). Rows the model could not score (NaN prediction) are left
   out by Evidently, as they are out of the RMSE.
+
+Given the alert rule's threshold, the prediction's ``ValueDrift`` is tested against it too, so
+the report's "drift detected" and its test agree with the alert; no other metric carries a
+test (Evidently's defaults would compare RMSE with the reference's, which is not our rule).
 
 A day with no trips has no metrics (None), never a made-up 0.0; a day with trips but no
 scored row has drift-over-features metrics and no prediction or quality metrics.
@@ -40,6 +47,18 @@ from mlops_core.specs import DEFAULT_DRIFT_METHOD
 
 
 @dataclass(frozen=True)
+class ColumnDrift:
+    """One feature column's drift that day: Evidently's score, the method and threshold it
+    chose, and whether its test found the column drifted."""
+
+    column: str
+    score: float
+    method: str
+    threshold: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
 class DayMetrics:
     n_rows: int
     n_scored: int
@@ -50,6 +69,14 @@ class DayMetrics:
     mae: float | None = None
     mean_error: float | None = None
     drift_method: str = DEFAULT_DRIFT_METHOD
+    feature_drift: tuple[ColumnDrift, ...] = ()
+
+    @property
+    def drifted_columns(self) -> list[str] | None:
+        """The feature columns found drifted, in the model's column order (None without trips)."""
+        if self.num_drifted_columns is None:
+            return None
+        return [c.column for c in self.feature_drift if c.drifted]
 
 
 def data_definition(features: Features):
@@ -67,29 +94,44 @@ def monitoring_frame(df: pd.DataFrame, features: Features) -> pd.DataFrame:
     return df[[*features.categorical, *features.numerical, PREDICTION, DURATION]].reset_index(drop=True)
 
 
-def build_report(features: Features, with_prediction: bool = True, method: str = DEFAULT_DRIFT_METHOD):
+def build_report(
+    features: Features,
+    with_prediction: bool = True,
+    method: str = DEFAULT_DRIFT_METHOD,
+    threshold: float | None = None,
+):
+    """The day's report. Tests: each feature's ``ValueDrift`` (Evidently's default test, which
+    decides whether the column drifted) and, given ``threshold``, the prediction's against it;
+    ``tests=[]`` keeps Evidently's default tests off every other metric."""
     from evidently import Report
     from evidently.metrics import (
         MAE,
         RMSE,
         DatasetMissingValueCount,
-        DriftedColumnsCount,
         MeanError,
         ValueDrift,
     )
 
     columns = [*features.categorical, *features.numerical]
-    metrics = [DriftedColumnsCount(columns=columns), DatasetMissingValueCount(columns=columns)]
+    metrics = [
+        *(ValueDrift(column=column) for column in columns),
+        DatasetMissingValueCount(columns=columns, tests=[], share_tests=[]),
+    ]
     if with_prediction:
         # MAE would draw the same error distribution as RMSE a second time in the report.
+        prediction = (
+            ValueDrift(column=PREDICTION, method=method, tests=[])
+            if threshold is None
+            else ValueDrift(column=PREDICTION, method=method, threshold=threshold)
+        )
         metrics = [
-            ValueDrift(column=PREDICTION, method=method),
-            RMSE(),
-            MAE(error_distr=False),
-            MeanError(),
+            prediction,
+            RMSE(tests=[]),
+            MAE(error_distr=False, mean_tests=[], std_tests=[]),
+            MeanError(mean_tests=[], std_tests=[]),
             *metrics,
         ]
-    return Report(metrics)
+    return Report(metrics, include_tests=True)
 
 
 def _finite(value) -> float | None:
@@ -97,11 +139,44 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _value(snapshot, metric_name_prefix: str):
-    for metric in snapshot.dict()["metrics"]:
+def _value(result: dict, metric_name_prefix: str):
+    for metric in result["metrics"]:
         if metric["metric_name"].startswith(metric_name_prefix):
             return metric["value"]
     raise KeyError(metric_name_prefix)
+
+
+def _drift_score(result: dict, column: str) -> float:
+    for metric in result["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith(":ValueDrift") and config["column"] == column:
+            return float(metric["value"])
+    raise KeyError(f"ValueDrift({column})")
+
+
+def feature_drift(result: dict, columns: list[str]) -> tuple[ColumnDrift, ...]:
+    """Each feature column's ``ValueDrift`` and the outcome of Evidently's test of it, from a
+    snapshot's ``dict()``, in ``columns``' order."""
+    tests = {}
+    for test in result["tests"]:
+        params = test["metric_config"]["params"]
+        if params["type"].endswith(":ValueDrift") and params["column"] in columns:
+            tests[params["column"]] = (test["status"], params)
+    found = []
+    for column in columns:
+        if column not in tests:
+            raise KeyError(f"Evidently reported no drift test for feature column {column!r}")
+        status, params = tests[column]
+        found.append(
+            ColumnDrift(
+                column=column,
+                score=_drift_score(result, column),
+                method=str(params["method"]),
+                threshold=float(params["threshold"]),
+                drifted=status == "FAIL",  # a str enum: FAIL when Evidently finds the drift
+            )
+        )
+    return tuple(found)
 
 
 def reference_dataset(reference: pd.DataFrame, features: Features):
@@ -114,12 +189,19 @@ def reference_dataset(reference: pd.DataFrame, features: Features):
     )
 
 
-def compute(current: pd.DataFrame, reference, features: Features, method: str = DEFAULT_DRIFT_METHOD):
+def compute(
+    current: pd.DataFrame,
+    reference,
+    features: Features,
+    method: str = DEFAULT_DRIFT_METHOD,
+    threshold: float | None = None,
+):
     """Metrics of one day (``current``) against ``reference``; returns (DayMetrics, snapshot).
 
     ``current`` holds the feature columns, ``prediction`` (NaN where a row is not scored) and
     the actual ``duration``; ``reference`` is the same for the model's holdout, as a frame or
-    a ``reference_dataset``. ``method`` is the drift method of ``prediction_drift``.
+    a ``reference_dataset``. ``method`` is the drift method of ``prediction_drift`` and
+    ``threshold``, when given, the alert rule's threshold the report tests it against.
     """
     from evidently import Dataset
 
@@ -131,25 +213,27 @@ def compute(current: pd.DataFrame, reference, features: Features, method: str = 
         return DayMetrics(0, 0, None, None, None, drift_method=method), None
     definition = data_definition(features)
     with_prediction = n_scored > 0
-    report = build_report(features, with_prediction=with_prediction, method=method)
+    report = build_report(features, with_prediction=with_prediction, method=method, threshold=threshold)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Evidently's legacy path warns about pandas idioms
         snapshot = report.run(
             Dataset.from_pandas(monitoring_frame(current, features), data_definition=definition),
             reference,
         )
-    drifted = _value(snapshot, "DriftedColumnsCount")
-    missing = _value(snapshot, "DatasetMissingValueCount")
+    result = snapshot.dict()
+    drift_columns = feature_drift(result, [*features.categorical, *features.numerical])
+    missing = _value(result, "DatasetMissingValueCount")
     metrics = DayMetrics(
         n_rows=n_rows,
         n_scored=n_scored,
-        prediction_drift=_finite(_value(snapshot, "ValueDrift")) if with_prediction else None,
-        num_drifted_columns=int(drifted["count"]),
+        prediction_drift=_finite(_drift_score(result, PREDICTION)) if with_prediction else None,
+        num_drifted_columns=sum(c.drifted for c in drift_columns),
         share_missing_values=float(missing["share"]),
-        rmse=_finite(_value(snapshot, "RMSE")) if with_prediction else None,
-        mae=_finite(_value(snapshot, "MAE")["mean"]) if with_prediction else None,
-        mean_error=_finite(_value(snapshot, "MeanError")["mean"]) if with_prediction else None,
+        rmse=_finite(_value(result, "RMSE")) if with_prediction else None,
+        mae=_finite(_value(result, "MAE")["mean"]) if with_prediction else None,
+        mean_error=_finite(_value(result, "MeanError")["mean"]) if with_prediction else None,
         drift_method=method,
+        feature_drift=drift_columns,
     )
     return metrics, snapshot
 
