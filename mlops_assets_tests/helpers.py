@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import socket
+import sys
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from mlops_assets import constants as C
 from mlops_assets.data.sources import TripSource
 from mlops_assets.training import model as M
 from mlops_core.registry import RegisteredVersion, RegistryOps
 from mlops_core.specs import DEFAULT_DRIFT_THRESHOLD, ModelSpec, load_specs
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's console scripts (dagster, gunicorn, ...)
+ARTIFACTS = REPO / "test-artifacts"  # screenshots and logs a person looks at after a run
+MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
 
 
 def default_spec(drift_threshold: float = DEFAULT_DRIFT_THRESHOLD) -> ModelSpec:
@@ -155,6 +163,38 @@ mutation Launch($params: LaunchBackfillParams!) {
     ... on Error { message }
   }
 }"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions }
+    ... on Error { message }
+  }
+}"""
+# A backfill's statuses once it is over.
+FINISHED = {"COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, proc, log: Path, ok=(200,)):
+    """Wait until ``url`` answers with a status in ``ok``; fails at once, with the end of its
+    log, if ``proc`` exits first."""
+    import requests
+
+    def ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            return requests.get(url, timeout=5).status_code in ok
+        except requests.RequestException:
+            return False
+
+    wait_for(ready, timeout=timeout, what=url)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):

@@ -17,7 +17,6 @@ import email.policy
 import http.server
 import json
 import logging
-import socket
 import threading
 import time
 from datetime import date, datetime
@@ -40,7 +39,13 @@ from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets.training.retrain import RETRAIN_TAG, TRIGGER_DAY_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
-from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, train_through_assets
+from mlops_assets_tests.helpers import (
+    default_spec,
+    failure_message,
+    free_port,
+    load_trips,
+    train_through_assets,
+)
 from mlops_core.specs import Features, Retraining
 
 SPEC = default_spec()
@@ -48,12 +53,6 @@ RETRAINED = dg.AssetKey([SPEC.name, C.RETRAINED_MODEL])
 
 
 # --- a real SMTP server on loopback ---------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Inbox:
     def __init__(self):
         self.messages: list[email.message.Message] = []

@@ -13,7 +13,6 @@ real daemon and webserver, a real PostgreSQL database.
 import multiprocessing
 import os
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -30,24 +29,26 @@ from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets_tests.helpers import (
+    ARTIFACTS,
+    BACKFILL_STATUS,
+    BIN,
     CHROMIUM,
+    FINISHED,
     LAUNCH_BACKFILL,
+    MONITORING,
+    REPO,
     chromium,
     copy_timeline,
     default_spec,
+    free_port,
     start_process,
     stop_process,
     wait_for,
 )
-from mlops_assets_tests.test_alerting import free_port
 from mlops_core.specs import SpecError, load_specs
 from mlops_core.text import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ARTIFACTS = REPO / "test-artifacts"
 SPEC = default_spec()
-MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 BACKFILL_TAG = "dagster/backfill"
 
@@ -168,15 +169,6 @@ def subprocess_run(args):
 
 
 # --- a backfill through the daemon, split and run in parallel ------------------------------------
-BACKFILL_STATUS = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status }
-    ... on Error { message }
-  }
-}"""
-FINISHED = {"COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED"}
 DAYS_PER_RUN = 2
 DAYS = [f"2022-02-{d:02d}" for d in range(1, 7)]  # three chunks of two days
 

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,26 +38,29 @@ from mlops_assets.settings import Settings
 from mlops_assets.training.retrain import RETRAIN_TAG
 from mlops_assets_tests.conftest import ENV_VARS, throwaway_database
 from mlops_assets_tests.helpers import (
+    ARTIFACTS,
+    BACKFILL_STATUS,
+    BIN,
+    FINISHED,
     LAUNCH_BACKFILL,
+    MONITORING,
+    REPO,
     chromium,
     default_spec,
+    free_port,
     group_alive,
     start_process,
     stop_process,
     wait_for,
+    wait_http,
 )
-from mlops_assets_tests.test_alerting import SmtpServer, free_port
+from mlops_assets_tests.test_alerting import SmtpServer
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ARTIFACTS = REPO / "test-artifacts"
 SPEC = default_spec()
 LOCATION, REPOSITORY = "mlops_assets", "__repository__"
-MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
 FEBRUARY = [f"2022-02-{d:02d}" for d in range(1, 29)]
-FINISHED = {"COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED"}
 
 
 @dataclass
@@ -91,18 +93,6 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def wait_http(url: str, timeout: float, proc, log: Path, ok=(200,)):
-    def ready():
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            return requests.get(url, timeout=5).status_code in ok
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, timeout=timeout, what=url)
 
 
 @pytest.fixture(scope="module")
@@ -212,14 +202,6 @@ def stack(tmp_path_factory, trip_data_dir):
         assert port_free(dagster_port) and port_free(serving_port)
 
 
-BACKFILL_STATUS = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status numPartitions }
-    ... on Error { message }
-  }
-}"""
 START_SENSOR = """
 mutation Start($selector: SensorSelector!) {
   startSensor(sensorSelector: $selector) {

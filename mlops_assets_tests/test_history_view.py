@@ -14,7 +14,6 @@ days' values, the threshold and the promotion. Screenshots go to test-artifacts/
 import os
 import re
 import shutil
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -30,19 +29,22 @@ from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.monitoring import history as H
 from mlops_assets.resources import build_resources
 from mlops_assets_tests.helpers import (
+    ARTIFACTS,
+    BACKFILL_STATUS,
+    BIN,
+    FINISHED,
     LAUNCH_BACKFILL,
+    MONITORING,
+    REPO,
     chromium,
     default_spec,
+    free_port,
     start_process,
     stop_process,
     wait_for,
+    wait_http,
 )
-from mlops_assets_tests.test_alerting import free_port
-from mlops_assets_tests.test_e2e import BACKFILL_STATUS, FINISHED, MONITORING, wait_http
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ARTIFACTS = REPO / "test-artifacts"
 SPEC = default_spec()
 FEBRUARY_2022 = [f"2022-02-0{d}" for d in range(1, 5)]
 
@@ -161,6 +163,7 @@ def test_the_history_view_shows_drift_threshold_and_promotion(
                 box = chart.bounding_box()
                 assert box and box["width"] > 400 and box["height"] > 200, box
                 assert chart.evaluate("img => img.naturalWidth") > 400
+                page.wait_for_timeout(1000)  # the dialog fades in: the screenshot shows it opaque
             finally:
                 page.screenshot(path=ARTIFACTS / "ui-monitoring-history.png", full_page=True)
             text = page.locator("body").inner_text()

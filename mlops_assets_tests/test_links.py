@@ -14,8 +14,7 @@ from mlops_assets import constants as C
 from mlops_assets.definitions import build_defs
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
-from mlops_assets_tests.helpers import default_spec, start_process, stop_process, wait_for
-from mlops_assets_tests.test_alerting import free_port
+from mlops_assets_tests.helpers import default_spec, free_port, start_process, stop_process, wait_for
 from mlops_core.registry import MlflowRegistry
 
 SPEC = default_spec()

@@ -20,10 +20,9 @@ from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
 from mlops_assets.io import DayFrames, DayStream, PartitionedParquetIOManager
-from mlops_assets_tests.helpers import default_spec, failure_message
+from mlops_assets_tests.helpers import MONITORING, default_spec, failure_message
 
 SPEC = default_spec()
-MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
 WATCH: dict[str, dict] = {}  # asset -> {"refs": [...], "live": [...], "days": n}
 
 

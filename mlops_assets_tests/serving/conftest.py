@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,6 +47,7 @@ from django.test.utils import setup_test_environment, teardown_test_environment 
 
 from mlops_assets_tests.helpers import (  # noqa: E402
     default_spec,
+    free_port,
     load_trips,
     register_champion,
     train_month,
@@ -192,12 +192,6 @@ def trip_payload(row) -> dict:
 
 
 # --- a real gunicorn --------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class GunicornServer:
     """``gunicorn -c serving/gunicorn.conf.py`` in its own process group on a free port."""
