@@ -46,7 +46,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -58,12 +57,23 @@ from pathlib import Path
 import yaml
 from backfill import BIN, REPO, SPEC, env_for, fresh_home, train
 
+sys.path.insert(0, str(REPO))  # the tests' helpers: the UI's GraphQL, dagster dev's process
+
 from mlops_assets import local_instance
+from mlops_assets_tests.helpers import (
+    BACKFILL_STATUS,
+    FINISHED,
+    LAUNCH_BACKFILL,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for,
+    wait_http,
+)
 
 # The code location's setting for splitting a backfill into runs of at most N days (settings.py).
 DAYS_PER_RUN_VAR = "MONITORING_BACKFILL_DAYS_PER_RUN"
 FIRST_DAY = "2022-02-01"  # the first day the model trained on 2022-01 is in effect
-FINAL = {"COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED"}
 GIB = 1024**3
 
 
@@ -111,11 +121,6 @@ def generate(folder: Path, months: list[str], trips_per_day: int) -> Path:
 
 
 # --- one measured child process ---------------------------------------------------------------
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def measured(cmd: list[str], env: dict, log: Path, timeout: float) -> tuple[float, int]:
     """Run ``cmd`` to the end (killed after ``timeout`` s); its wall time and peak RSS (bytes)."""
     with open(log, "wb") as out:
@@ -277,23 +282,6 @@ def keys_main() -> int:
 
 
 # --- 4. a year through the daemon -------------------------------------------------------------
-LAUNCH_BACKFILL = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on Error { message }
-  }
-}"""
-BACKFILL_STATUS = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status }
-    ... on Error { message }
-  }
-}"""
 BACKFILL_RUNS = """
 query Runs($filter: RunsFilter!) {
   runsOrError(filter: $filter) {
@@ -302,22 +290,6 @@ query Runs($filter: RunsFilter!) {
     ... on Error { message }
   }
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, interval: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def max_concurrency(runs: list[dict]) -> int:
@@ -340,31 +312,15 @@ class DagsterDev:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        self.proc = start_process(
             [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
             cwd=REPO,
+            log_path=log,
             env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_signals,
         )
 
     def wait_ready(self, timeout: float) -> None:
-        import requests
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise SystemExit(
-                    f"dagster dev exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}"
-                )
-            try:
-                return requests.get(f"{self.url}/server_info", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(ready, timeout, 1.0, "dagster dev to answer")
+        wait_http(f"{self.url}/server_info", timeout, self.proc, self.log)
 
     def graphql(self, query: str, variables: dict) -> dict:
         import requests
@@ -379,15 +335,7 @@ class DagsterDev:
         return body["data"]
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self._out.close()
+        stop_process(self.proc, timeout=20)
 
 
 def queue_limits() -> str:
@@ -431,9 +379,9 @@ def daemon_backfill(
 
         def final_status():
             status = dev.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-            return status.get("status") if status.get("status") in FINAL else None
+            return status.get("status") if status.get("status") in FINISHED else None
 
-        status = wait_until(final_status, timeout, 5.0, f"backfill {backfill_id} ({name})")
+        status = wait_for(final_status, timeout, 5.0, f"backfill {backfill_id} ({name})")
         finished_at = time.time()
         runs = dev.graphql(
             BACKFILL_RUNS, {"filter": {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}}
