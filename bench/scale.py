@@ -10,9 +10,11 @@
    each one ``dagster asset materialize --partition-range`` in its own process from a copy of
    the trained MLOPS_HOME: wall time, per-day cost (time / days), the marginal cost of a day
    ((t_long - t_short) / (long - short)) and peak RSS. Peak RSS is the kernel's figure for that
-   one child: ``os.wait4``'s rusage ``ru_maxrss`` (the same number as
-   ``getrusage(RUSAGE_CHILDREN)`` in a parent that ran only that child; it covers the
-   process and any process it waited for; the runs use the in-process executor).
+   one process: ``os.wait4``'s rusage ``ru_maxrss`` (it covers the process and any process
+   it waited for; the runs use the in-process executor), taken by a small launcher process
+   that starts the run. The kernel counts in a forked child the memory of the process it was
+   forked from, so forked straight from this one (which generated the data) the run would
+   report this process's size whenever that is larger than its own.
 3. The plain Evidently loop, in its own process: the monitoring report of
    ``mlops_assets/monitoring/drift.py`` (``drift.compute``: the same metrics, the same
    pinned drift method) run day by day over the short range's days, scored beforehand, with no
@@ -121,17 +123,32 @@ def generate(folder: Path, months: list[str], trips_per_day: int) -> Path:
 
 
 # --- one measured child process ---------------------------------------------------------------
+# Runs argv[2:], writes its peak RSS (KiB) to argv[1] and exits with its exit code. A forked
+# child's ru_maxrss starts at its parent's RSS, so the run is forked from this small process.
+LAUNCHER = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); _, st, ru = os.wait4(p.pid, 0); "
+    "open(sys.argv[1], 'w').write(str(ru.ru_maxrss)); sys.exit(os.waitstatus_to_exitcode(st))"
+)
+
+
 def measured(cmd: list[str], env: dict, log: Path, timeout: float) -> tuple[float, int]:
     """Run ``cmd`` to the end (killed after ``timeout`` s); its wall time and peak RSS (bytes)."""
+    peak = log.with_suffix(".maxrss")
+    peak.unlink(missing_ok=True)
     with open(log, "wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-S", "-c", LAUNCHER, str(peak), *cmd],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         try:
             while True:
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
                     break
                 if time.monotonic() > deadline:
@@ -146,7 +163,7 @@ def measured(cmd: list[str], env: dict, log: Path, timeout: float) -> tuple[floa
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{log.read_text()[-3000:]}")
-    return elapsed, usage.ru_maxrss * 1024  # Linux reports KiB
+    return elapsed, int(peak.read_text()) * 1024  # Linux reports KiB
 
 
 def child_json(args: list[str], env: dict, timeout: float) -> dict:
