@@ -34,7 +34,7 @@ import pandas as pd  # noqa: E402
 
 from bench.reference_cap import real_models  # noqa: E402
 from mlops_assets.data.sources import TripSource  # noqa: E402
-from mlops_assets.monitoring import drift  # noqa: E402
+from mlops_assets.monitoring import evidently_metrics as drift  # noqa: E402
 from mlops_assets.training import model as M  # noqa: E402
 from mlops_core.bundle import PREDICTION  # noqa: E402
 from mlops_core.schema import day_keys  # noqa: E402
@@ -97,7 +97,7 @@ def judge(spec, bundle, trips: pd.DataFrame, threshold: float) -> list[dict]:
             {
                 "day": day,
                 "trips": len(frame),
-                "columns": metrics.drifted_columns,
+                "columns": metrics.drifted_column_names,
                 "count": int(count),
                 "named_s": named,
                 "counted_s": counted,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 
 from mlops_assets.data.sources import TripSource  # noqa: E402
-from mlops_assets.monitoring import drift  # noqa: E402
+from mlops_assets.monitoring import evidently_metrics as drift  # noqa: E402
 from mlops_assets.training import model as M  # noqa: E402
 from mlops_core.bundle import PREDICTION  # noqa: E402
 from mlops_core.schema import day_keys  # noqa: E402

@@ -235,8 +235,8 @@ def loop_main(argv: list[str]) -> int:
     import pandas as pd
 
     from mlops_assets import constants as C
-    from mlops_assets.monitoring import drift
-    from mlops_assets.monitoring.assets import BundleCache
+    from mlops_assets.monitoring import evidently_metrics as drift
+    from mlops_assets.monitoring.scoring import BundleCache
     from mlops_assets.resources import build_resources
     from mlops_assets.settings import Settings
     from mlops_assets.training.model import split_by_time

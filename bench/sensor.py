@@ -46,7 +46,9 @@ PG_ADMIN = os.environ.get("MLOPS_TEST_PG_URL", "postgresql+psycopg2://postgres@1
 
 
 def fill(db, start: datetime, days: int) -> None:
-    from mlops_assets.metrics_db import utcnow
+    from mlops_assets.lib.storage.engine import utcnow
+    from mlops_assets.monitoring.store import DailyMetricsStore
+    from mlops_core.daily_metrics import DailyMetrics
 
     rng = np.random.default_rng(7)
     computed = utcnow() - timedelta(days=1)
@@ -56,21 +58,21 @@ def fill(db, start: datetime, days: int) -> None:
         drift[60::120] = 0.25  # a breach every 120 days: 3 in one year, 30 in ten
         for i in range(days):
             rows.append(
-                {
-                    "model_name": model,
-                    "timestamp": start + timedelta(days=i),
-                    "model_version": "1",
-                    "prediction_drift": float(drift[i]),
-                    "num_drifted_columns": 1,
-                    "share_missing_values": 0.0,
-                    "n_rows": 2500,
-                    "n_scored": 2500,
-                    "drift_threshold": 0.2,
-                    "computed_at": computed,
-                }
+                DailyMetrics(
+                    model_name=model,
+                    timestamp=start + timedelta(days=i),
+                    model_version="1",
+                    prediction_drift=float(drift[i]),
+                    num_drifted_columns=1,
+                    share_missing_values=0.0,
+                    n_rows=2500,
+                    n_scored=2500,
+                    drift_threshold=0.2,
+                    computed_at=computed,
+                )
             )
     for i in range(0, len(rows), 2000):
-        db.upsert_metrics(rows[i : i + 2000])
+        DailyMetricsStore(db).upsert(rows[i : i + 2000])
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:
@@ -85,10 +87,13 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 def bench_database(url: str, label: str, repeat: int, home: Path, years: int) -> dict:
     import dagster as dg
 
+    from mlops_assets.alerting.store import AlertStore
     from mlops_assets.definitions import build_defs
-    from mlops_assets.metrics_db import dummy_metrics, utcnow
+    from mlops_assets.lib.storage.engine import utcnow
+    from mlops_assets.monitoring.store import DailyMetricsStore, dummy_metrics
     from mlops_assets.resources import build_resources
     from mlops_assets.settings import Settings
+    from mlops_core.daily_metrics import DailyMetrics
     from mlops_core.specs import load_specs
 
     spec = next(s for s in load_specs() if s.name == MODEL)
@@ -107,27 +112,27 @@ def bench_database(url: str, label: str, repeat: int, home: Path, years: int) ->
     started = time.perf_counter()
     cold = evaluate(None)
     cold_s = time.perf_counter() - started
-    breaches = len(db.alerts(MODEL))
+    breaches = len(AlertStore(db).all(MODEL))
     cursor = cold.cursor
 
     day = [start + timedelta(days=days)]
 
     def steady():
         nonlocal cursor
-        db.upsert_metrics(
+        DailyMetricsStore(db).upsert(
             [
-                {
-                    "model_name": MODEL,
-                    "timestamp": day[0],
-                    "model_version": "1",
-                    "prediction_drift": 0.05,
-                    "num_drifted_columns": 1,
-                    "share_missing_values": 0.0,
-                    "n_rows": 2500,
-                    "n_scored": 2500,
-                    "drift_threshold": 0.2,
-                    "computed_at": utcnow(),
-                }
+                DailyMetrics(
+                    model_name=MODEL,
+                    timestamp=day[0],
+                    model_version="1",
+                    prediction_drift=0.05,
+                    num_drifted_columns=1,
+                    share_missing_values=0.0,
+                    n_rows=2500,
+                    n_scored=2500,
+                    drift_threshold=0.2,
+                    computed_at=utcnow(),
+                )
             ]
         )
         day[0] += timedelta(days=1)
@@ -150,6 +155,7 @@ def bench_database(url: str, label: str, repeat: int, home: Path, years: int) ->
             cursor=cursor,
             metrics_db=db,
             mailer=mailer,
+            links=defs.resources["links"],
             log=logging.getLogger("bench"),
         ),
         repeat,

@@ -27,7 +27,7 @@ CHECK_TRIPS_SCHEMA = "canonical_schema"
 CHECK_TRIPS_NOT_EMPTY = "rows_on_weekdays"
 CHECK_TRIPS_DURATION = "duration_within_bounds"
 CHECK_MODEL_RMSE = "holdout_rmse_beats_mean"
-CHECK_DRIFT_THRESHOLD = "prediction_drift_below_threshold"
+CHECK_PREDICTION_DRIFT = "prediction_drift_below_threshold"
 CHECK_MODEL_QUALITY = "model_quality_within_rules"
 
 # Resource keys.
@@ -37,6 +37,7 @@ MODEL_REGISTRY = "model_registry"
 METRICS_DB = "metrics_db"
 REPORTS = "reports"
 MAILER = "mailer"
+LINKS = "links"
 SERVING = "serving"
 
 # Kinds shown as badges in the Dagster UI.

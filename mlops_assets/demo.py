@@ -28,10 +28,14 @@ from mlops_assets import constants as C
 from mlops_assets import local_instance
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
+from mlops_assets.alerting.store import AlertStore
 from mlops_assets.data.sources import TripDataError
 from mlops_assets.definitions import build_defs
+from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.settings import Settings
-from mlops_assets.training.retrain import TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
+from mlops_assets.training.retrain_asset import TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
+from mlops_assets.training.store import TimelineStore
+from mlops_core.daily_metrics import DailyMetrics
 from mlops_core.specs import ModelSpec
 
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
@@ -320,7 +324,7 @@ def main() -> int:
     for rule in spec.monitoring.rules:
         say(f"alert rule     {rule.describe()}{' -> retrain' if rule.retrain else ''}")
     say(f"months         train {spec.training.month}; monitor {', '.join(months)}")
-    if db.metrics(spec.name):
+    if DailyMetricsStore(db).rows(spec.name):
         say()
         say("! MLOPS_HOME already holds an earlier run: monitoring reproduces the same rows, breaches")
         say("  already alerted are not emailed again and models are not promoted twice. For a fresh")
@@ -347,12 +351,12 @@ def fired(alerts: list[dict]) -> str:
 
 def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> None:
     db = R.metrics_db(settings)
-    rows = db.metrics(spec.name)
-    all_alerts = db.alerts(spec.name)
+    rows = DailyMetricsStore(db).rows(spec.name)
+    all_alerts = AlertStore(db).all(spec.name)
     by_day: dict = {}
     for a in all_alerts:
         by_day.setdefault(a["timestamp"], []).append(a)
-    timeline = db.timeline(spec.name)
+    timeline = TimelineStore(db).entries(spec.name)
     starts = {t["effective_from"]: t for t in timeline}
     rules = {r.metric: r for r in spec.monitoring.rules}
     say(
@@ -361,16 +365,16 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
     )
     table_rows = []
 
-    def cell(row: dict, column: str, digits: int) -> str:
-        value = row[column]
+    def cell(row: DailyMetrics, column: str, digits: int) -> str:
+        value = getattr(row, column)
         if value is None:
             return "n/a"
         rule = rules.get(column)
-        mark = "!" if rule is not None and rule.qualifies(value, row["n_rows"]) else ""
+        mark = "!" if rule is not None and rule.qualifies(value, row.n_rows) else ""
         return f"{value:.{digits}f}{mark}"
 
     for row in rows:
-        day = row["timestamp"].date()
+        day = row.timestamp.date()
         event = ""
         if day in starts:
             t = starts[day]
@@ -378,12 +382,12 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
         table_rows.append(
             {
                 "day": str(day),
-                "trips": row["n_rows"],
+                "trips": row.n_rows,
                 "drift": cell(row, "prediction_drift", 4),
                 "rmse": cell(row, "rmse", 2),
                 "rmse_ratio": cell(row, "rmse_ratio", 2),
-                "model": f"v{row['model_version']}",
-                "rules fired": fired(by_day.get(row["timestamp"], [])),
+                "model": f"v{row.model_version}",
+                "rules fired": fired(by_day.get(row.timestamp, [])),
                 "model change": event,
             }
         )

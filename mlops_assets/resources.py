@@ -11,13 +11,14 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets import constants as C
-from mlops_assets.alerting.mailer import Mailer
 from mlops_assets.data.sources import TripSource
-from mlops_assets.io import PartitionedParquetIOManager
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.io import PartitionedParquetIOManager
+from mlops_assets.lib.links import Links
+from mlops_assets.lib.mailer import Mailer
+from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring.reports import ReportStore
 from mlops_assets.settings import Settings
-from mlops_assets.training.registry import ModelRegistry
+from mlops_assets.training.registry_resource import ModelRegistry
 from mlops_assets.training.serving_client import ServingClient
 from mlops_core import home as H
 
@@ -55,9 +56,11 @@ def mailer(settings: Settings) -> Mailer:
         smtp_starttls=settings.smtp_starttls,
         sender=settings.alert_email_from,
         recipients=settings.alert_email_to,
-        dagster_ui_url=settings.dagster_ui_url,
-        grafana_url=settings.grafana_url,
     )
+
+
+def links(settings: Settings) -> Links:
+    return Links(dagster_ui_url=settings.dagster_ui_url, grafana_url=settings.grafana_url)
 
 
 def serving_client(settings: Settings) -> ServingClient:
@@ -75,5 +78,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
         C.METRICS_DB: metrics_db(settings),
         C.REPORTS: ReportStore(directory=str(settings.home / "reports"), base_url=settings.reports_url),
         C.MAILER: mailer(settings),
+        C.LINKS: links(settings),
         C.SERVING: serving_client(settings),
     }

@@ -13,6 +13,7 @@ import pandas as pd
 from mlops_assets import constants as C
 from mlops_assets.data.sources import TripSource
 from mlops_assets.training import model as M
+from mlops_assets.training.store import TimelineStore
 from mlops_core.registry import RegisteredVersion, RegistryOps
 from mlops_core.specs import DEFAULT_DRIFT_THRESHOLD, ModelSpec, load_specs
 
@@ -212,11 +213,11 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
 def copy_timeline(spec_name: str, source_url: str, target_url: str) -> None:
     """Copy the model timeline of the metrics DB at ``source_url`` (the test's MLOPS_HOME) into
     the metrics DB at ``target_url``: the same model is then in effect there on the same days."""
-    from mlops_assets.metrics_db import MetricsDB
+    from mlops_assets.lib.storage.engine import MetricsDB
 
     target = MetricsDB(url=target_url)
-    for entry in MetricsDB(url=source_url).timeline(spec_name):
-        target.record_in_effect(
+    for entry in TimelineStore(MetricsDB(url=source_url)).entries(spec_name):
+        TimelineStore(target).record(
             spec_name,
             entry["model_version"],
             entry["effective_from"],

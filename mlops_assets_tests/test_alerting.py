@@ -32,13 +32,21 @@ from aiosmtpd.smtp import AuthResult
 
 from mlops_assets import constants as C
 from mlops_assets import resources as R
-from mlops_assets.alerting.alerts import breach_line
+from mlops_assets.alerting.messages import breach_line
 from mlops_assets.alerting.sensor import sensor_name
+from mlops_assets.alerting.store import AlertStore
 from mlops_assets.definitions import build_defs, defs_from_settings
-from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
+from mlops_assets.lib.storage.engine import MetricsDB, day_timestamp, utcnow
+from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
-from mlops_assets.training.retrain import RETRAIN_TAG, TRIGGER_DAY_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
+from mlops_assets.training.retrain_asset import (
+    RETRAIN_TAG,
+    TRIGGER_DAY_TAG,
+    TRIGGER_RULE_TAG,
+    TRIGGER_VALUE_TAG,
+)
+from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.helpers import (
     default_spec,
     failure_message,
@@ -46,6 +54,7 @@ from mlops_assets_tests.helpers import (
     load_trips,
     train_through_assets,
 )
+from mlops_core.daily_metrics import DailyMetrics
 from mlops_core.specs import Features, Retraining
 
 SPEC = default_spec()
@@ -113,20 +122,20 @@ def put_rows(
     other columns to some days (day -> columns)."""
     now = utcnow()
     extra = extra or {}
-    db.upsert_metrics(
-        {
-            "model_name": SPEC.name,
-            "timestamp": day_timestamp(day),
-            "model_version": version,
-            "prediction_drift": value,
-            "num_drifted_columns": 1,
-            "share_missing_values": 0.0,
-            "n_rows": 2000 if value is not None else 0,
-            "n_scored": 2000 if value is not None else 0,
-            "drift_threshold": 0.2,
-            "computed_at": now,
+    DailyMetricsStore(db).upsert(
+        DailyMetrics(
+            model_name=SPEC.name,
+            timestamp=day_timestamp(day),
+            model_version=version,
+            prediction_drift=value,
+            num_drifted_columns=1,
+            share_missing_values=0.0,
+            n_rows=2000 if value is not None else 0,
+            n_scored=2000 if value is not None else 0,
+            drift_threshold=0.2,
+            computed_at=now,
             **extra.get(day, {}),
-        }
+        )
         for day, value in values.items()
     )
 
@@ -165,7 +174,7 @@ def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_
         TRIGGER_VALUE_TAG: "0.2700",
         TRIGGER_DAY_TAG: "2022-02-04",
     }
-    newest = max(r["computed_at"] for r in db.metrics(SPEC.name))
+    newest = max(r["computed_at"] for r in [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)])
     assert json.loads(result.cursor) == {"computed_at": newest.isoformat()}
 
     (eml,) = (isolated_env / "outbox").glob("*.eml")  # no smtp_host: the outbox
@@ -215,8 +224,8 @@ def test_each_breach_is_emailed_exactly_once_over_real_smtp(settings, smtp_port)
         assert [x for x in bodies(inbox)[1].splitlines() if x.startswith("Threshold")] == [
             "Threshold breach (>0.20): 2022-02-02 00:00 — 0.4400"
         ]
-    assert {a["status"] for a in db.alerts(SPEC.name)} == {"sent"}
-    assert len(db.alerts(SPEC.name)) == 31
+    assert {a["status"] for a in AlertStore(db).all(SPEC.name)} == {"sent"}
+    assert len(AlertStore(db).all(SPEC.name)) == 31
 
 
 def header_lines(raw: bytes, name: bytes) -> list[bytes]:
@@ -269,7 +278,7 @@ def test_smtp_down_then_up_delivers_once_later(settings, smtp_port, capsys):
     instance = dg.DagsterInstance.ephemeral()
     put_rows(db, {"2022-02-07": 0.22})
     first = tick(defs, instance)  # nobody listens on the SMTP port
-    (alert,) = db.alerts(SPEC.name)
+    (alert,) = AlertStore(db).all(SPEC.name)
     assert alert["status"] == "pending" and alert["attempts"] == 1
     assert f"could not send via smtp://127.0.0.1:{smtp_port}" in alert["last_error"]
     assert "NOT sent, will retry on the next tick" in capsys.readouterr().err  # the tick's log
@@ -280,7 +289,7 @@ def test_smtp_down_then_up_delivers_once_later(settings, smtp_port, capsys):
         tick(defs, instance, first.cursor)
     assert len(inbox.messages) == 1
     assert "Threshold breach (>0.20): 2022-02-07 00:00 — 0.2200" in bodies(inbox)[0]
-    (alert,) = db.alerts(SPEC.name)
+    (alert,) = AlertStore(db).all(SPEC.name)
     assert alert["status"] == "sent" and alert["attempts"] == 2
 
 
@@ -299,7 +308,7 @@ def test_auth_refused_is_retried_and_the_password_never_leaks(
         with caplog.at_level(logging.DEBUG):
             cursor = tick(build_defs([SPEC], build_resources(configured)), instance).cursor
         assert inbox.messages == []
-        (alert,) = db.alerts(SPEC.name)
+        (alert,) = AlertStore(db).all(SPEC.name)
         assert alert["status"] == "pending" and "SMTPAuthenticationError" in alert["last_error"]
         out = capsys.readouterr()
         assert "SMTPAuthenticationError" in out.err  # reported on the tick...
@@ -321,7 +330,7 @@ def test_auth_refused_is_retried_and_the_password_never_leaks(
         for text in (caplog.text, out.err, out.out):
             assert "right-Secret-456" not in text
         assert "right-Secret-456" not in inbox.messages[0].as_string()
-    assert db.alerts(SPEC.name)[0]["status"] == "sent"
+    assert AlertStore(db).all(SPEC.name)[0]["status"] == "sent"
 
 
 def test_no_second_retrain_while_one_is_in_flight_and_none_when_covered(settings, resources):
@@ -342,7 +351,7 @@ def test_no_second_retrain_while_one_is_in_flight_and_none_when_covered(settings
 
     # Once a champion trained up to the latest breach day is in effect, the breach is covered.
     instance.delete_run("inflight")  # (the in-flight run is over)
-    db.record_in_effect(SPEC.name, "2", date(2022, 2, 11), reason="test", window_end=date(2022, 2, 10))
+    TimelineStore(db).record(SPEC.name, "2", date(2022, 2, 11), reason="test", window_end=date(2022, 2, 10))
     covered = tick(defs, instance, result.cursor)
     assert not covered.run_requests
     assert "covered by the champion (trained up to 2022-02-10)" in covered.skip_reason.skip_message
@@ -444,7 +453,7 @@ def test_retrain_registers_compares_promotes_and_tells_serving(home, settings, m
     assert tags["champion_version"] == "1"
     assert (tags["trigger_rule"], tags["trigger_value"]) == ("rmse_ratio > 1.50", "1.6100")
     assert client.get_run(versions[2].run_id).info.run_name == "retrain 2022-01-31 (rmse_ratio > 1.50)"
-    timeline = R.metrics_db(settings).timeline(SPEC.name)
+    timeline = TimelineStore(R.metrics_db(settings)).entries(SPEC.name)
     # Nothing was monitored with v1 yet, so v2 takes its place from v1's first day.
     assert [(t["model_version"], str(t["effective_from"])) for t in timeline] == [("2", "2022-02-01")]
     assert timeline[-1]["window_end"] == date(2022, 1, 31) and timeline[-1]["previous_version"] == "1"
@@ -468,7 +477,7 @@ def test_a_worse_model_is_registered_but_not_promoted(home, settings, resources)
     registry = R.model_registry(settings)
     assert registry.champion(SPEC.name) == "1"
     assert registry.version_tags(SPEC.name, md["model_version"])["decision"] == "not_promoted"
-    assert [t["model_version"] for t in R.metrics_db(settings).timeline(SPEC.name)] == ["1"]
+    assert [t["model_version"] for t in TimelineStore(R.metrics_db(settings)).entries(SPEC.name)] == ["1"]
 
 
 def test_too_few_rows_in_the_window_is_refused(home, settings, resources):

@@ -25,7 +25,8 @@ import yaml
 from mlops_assets import constants as C
 from mlops_assets import local_instance
 from mlops_assets.definitions import build_defs
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.storage.engine import MetricsDB
+from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets_tests.helpers import (
@@ -296,7 +297,7 @@ def test_a_backfill_is_split_into_runs_that_the_queue_runs_in_parallel(
     )
     assert at_once == 2
     # one row per day in the PostgreSQL metrics DB, scored by v1
-    rows = MetricsDB(url=postgres_url).metrics(SPEC.name)
+    rows = [r.as_dict() for r in DailyMetricsStore(MetricsDB(url=postgres_url)).rows(SPEC.name)]
     assert [str(r["timestamp"].date()) for r in rows] == DAYS
     assert {r["model_version"] for r in rows} == {"1"}
 

@@ -20,7 +20,7 @@ import pytest
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
-from mlops_assets.training.retrain import RETRAIN_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
+from mlops_assets.training.retrain_asset import RETRAIN_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
 from mlops_assets_tests.helpers import default_spec, free_port, start_process, stop_process, wait_for
 from mlops_assets_tests.test_alerting import SmtpServer, put_rows
 

@@ -22,7 +22,10 @@ import dagster as dg
 import pytest
 
 from mlops_assets import constants as C
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.alerting.store import AlertStore
+from mlops_assets.lib.storage.engine import MetricsDB
+from mlops_assets.monitoring.store import DailyMetricsStore
+from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.helpers import default_spec, scrambled_copy
 from mlops_core.registry import MlflowRegistry
 
@@ -71,8 +74,8 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
     assert "storm 2021-02-01 .. 2021-02-02; new district 2021-03-08 on" in proc.stdout
 
     db = MetricsDB(url=f"sqlite:///{home / 'metrics.db'}")
-    rows = {r["timestamp"].date(): r for r in db.metrics(SPEC.name)}
-    alerts = db.alerts(SPEC.name)
+    rows = {r["timestamp"].date(): r for r in [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]}
+    alerts = AlertStore(db).all(SPEC.name)
     quality_rule = next(r for r in SPEC.monitoring.rules if r.metric == "rmse_ratio")
 
     # The storm: few trips and a large error, recorded, never alerted on (under min_rows).
@@ -93,7 +96,7 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
     assert len(list((home / "outbox").glob("*.eml"))) == 1
 
     # One retrain, promoted, beating the mean; then recovery under it.
-    timeline = db.timeline(SPEC.name)
+    timeline = TimelineStore(db).entries(SPEC.name)
     assert [(t["model_version"], t["effective_from"]) for t in timeline] == [
         ("1", date(2021, 2, 1)),
         ("2", date(2021, 4, 1)),

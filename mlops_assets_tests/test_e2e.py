@@ -32,10 +32,11 @@ from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.storage.engine import MetricsDB
+from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
-from mlops_assets.training.retrain import RETRAIN_TAG
+from mlops_assets.training.retrain_asset import RETRAIN_TAG
 from mlops_assets_tests.conftest import ENV_VARS, throwaway_database
 from mlops_assets_tests.helpers import (
     ARTIFACTS,
@@ -238,7 +239,7 @@ def test_backfill_alert_retrain_promote_and_serve(stack):
 
     status = wait_for(backfill_done, timeout=300, interval=3, what="the February backfill")
     assert status["status"] == "COMPLETED_SUCCESS", status
-    rows = MetricsDB(url=stack.metrics_url).metrics(SPEC.name)
+    rows = [r.as_dict() for r in DailyMetricsStore(MetricsDB(url=stack.metrics_url)).rows(SPEC.name)]
     assert [str(r["timestamp"].date()) for r in rows] == FEBRUARY
     assert {r["model_version"] for r in rows} == {"1"}
     breaches = [r for r in rows if r["prediction_drift"] > 0.20]
@@ -313,7 +314,7 @@ def test_the_ui_shows_the_graph_partitions_and_sensor(stack):
             wait_until="networkidle",
         )
         # (after the end-to-end test: February's 28 days; run alone: none)
-        done = len(MetricsDB(url=stack.metrics_url).metrics(SPEC.name))
+        done = len([r.as_dict() for r in DailyMetricsStore(MetricsDB(url=stack.metrics_url)).rows(SPEC.name)])
         try:
             expect(page.get_by_text(re.compile(r"^[\d,]+ Partitions Selected$"))).to_be_visible(
                 timeout=30_000

@@ -23,11 +23,14 @@ import requests
 
 from mlops_assets import constants as C
 from mlops_assets.alerting.sensor import sensor_name
+from mlops_assets.alerting.store import AlertStore
 from mlops_assets.definitions import build_defs
 from mlops_assets.keys import history_key
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring import history as H
+from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.resources import build_resources
+from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.helpers import (
     ARTIFACTS,
     BACKFILL_STATUS,
@@ -44,6 +47,7 @@ from mlops_assets_tests.helpers import (
     wait_for,
     wait_http,
 )
+from mlops_core.daily_metrics import DailyMetrics
 
 SPEC = default_spec()
 FEBRUARY_2022 = [f"2022-02-0{d}" for d in range(1, 5)]
@@ -89,7 +93,7 @@ def test_the_history_view_shows_drift_threshold_and_promotion(
     assert request.partition_key == "2022-01-31"
     materialize(defs, instance, [C.RETRAINED_MODEL], partition=request.partition_key, tags=request.tags)
     db = MetricsDB(url=settings.metrics_database_url)
-    timeline = db.timeline(SPEC.name)
+    timeline = TimelineStore(db).entries(SPEC.name)
     assert [t["model_version"] for t in timeline] == ["1", "2"], timeline
     assert str(timeline[1]["effective_from"]) == "2022-02-01"
     assert not history_records(instance)
@@ -146,10 +150,10 @@ def test_the_history_view_shows_drift_threshold_and_promotion(
         run = instance.get_run_by_id(record.run_id)
         assert run.tags.get("dagster/sensor_name") == C.HISTORY_SENSOR, run.tags
         metadata = record.asset_materialization.metadata
-        rows = db.metrics(SPEC.name)
+        rows = [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]
         assert metadata["days_monitored"].value == len(rows) == 4 + 7 + 4
         assert metadata["promotions"].value == 1
-        assert metadata["alerts"].value == len(db.alerts(SPEC.name)) > 0
+        assert metadata["alerts"].value == len(AlertStore(db).all(SPEC.name)) > 0
         assert Path(metadata["chart_file"].value).stat().st_size > 10_000
         v1_drift = [r["prediction_drift"] for r in rows if r["model_version"] == "1"]
 
@@ -227,6 +231,6 @@ def test_promotions_and_model_bands_sit_on_the_compressed_axis():
     assert H.position(DAYS, date(2021, 6, 1)) == 1.5
     assert H.position(DAYS, date(2022, 1, 2)) == 2.5
     assert H.position(DAYS, date(2023, 1, 1)) == 4.5  # after every monitored day
-    rows = [{"model_version": v} for v in ("1", "1", "2", "2", "3")]
+    rows = [DailyMetrics(model_version=v) for v in ("1", "1", "2", "2", "3")]
     assert H.version_spans(rows) == [("1", 0, 1), ("2", 2, 3), ("3", 4, 4)]
     assert H.month_ticks(DAYS) == ([0, 2], ["2021-03-30", "2022-01-01"])

@@ -1,18 +1,28 @@
-"""The code's shape holds: imports point down the layers, the environment is read in a few
-named modules, and the prediction service loads without Dagster.
+"""The code's shape holds: imports point down the layers, each domain's logic stays below its
+Dagster definitions, the environment is read in a few named modules, the prediction service
+loads without Dagster, and benchmarks never import the tests.
 
 Layers, bottom to top (a module may import its own layer and any layer below, never above):
 
-0. ``mlops_core``: what training, monitoring and serving share (schema, specs, features, the
-   model bundle, MLflow loading, redaction and parsing helpers); imports no Dagster, nothing
-   of ``mlops_assets`` or ``serving``.
-1. the code location's base: settings, constants, keys, partitions, the IO manager, the
-   metrics store, the local Dagster instance's config;
-2. ``data``  3. ``training`` (retraining and promotion too)  4. ``monitoring``  5. ``alerting``;
-6. ``resources``, ``definitions``, ``demo``.
+0. ``mlops_core``: what training, monitoring and serving share (schema, specs, the daily
+   metrics row, features, the model bundle, MLflow loading, redaction and parsing helpers);
+   imports no Dagster, nothing of ``mlops_assets`` or ``serving``, and names no path into
+   ``mlops_assets`` (its packaged specs are its own);
+1. the code location's base: settings, constants, keys, partitions, the local Dagster
+   instance's config, and ``lib/`` (code that defines nothing: the IO manager, the metrics
+   DB's engine and migrations, the mailer, links, runs of days);
+2. the domains' stores (``<domain>/store.py``: a table and its repository), which any domain
+   may read (the history chart reads alerts; the alert sensor reads the daily rows) and which
+   import only layers 0 and 1;
+3. ``data``  4. ``training``  5. ``monitoring``  6. ``alerting``  7. ``ops`` (each domain's
+   own modules);
+8. ``resources``, ``definitions``, ``demo``.
 
-``serving`` (the prediction service) may import ``mlops_core`` and itself only. The walk reads
-every ``import`` in every module (function-level ones included) with ``ast``; nothing runs.
+Inside a domain, ``definitions.py`` gathers the Dagster definitions; nothing but the top
+``definitions.py`` imports a domain's ``definitions``. ``serving`` (the prediction service)
+may import ``mlops_core`` and itself only; ``bench`` may import the product, never
+``mlops_assets_tests`` (the tests may import bench's oracles). The walk reads every
+``import`` in every module (function-level ones included) with ``ast``; nothing runs.
 """
 
 from __future__ import annotations
@@ -23,9 +33,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("mlops_core", "mlops_assets", "serving")
-BASE = {"settings", "constants", "keys", "partitions", "io", "metrics_db", "local_instance", "__init__"}
-STAGES = {"data": 2, "training": 3, "monitoring": 4, "alerting": 5}
+PACKAGES = ("mlops_core", "mlops_assets", "serving", "bench")
+BASE = {"settings", "constants", "keys", "partitions", "local_instance", "lib", "__init__"}
+STORE, STORE_RANK = "store", 2
+DOMAINS = {"data": 3, "training": 4, "monitoring": 5, "alerting": 6, "ops": 7}
 TOP = {"resources", "definitions", "demo"}
 # Product modules allowed to read the environment (besides serving's gunicorn.conf.py and
 # wsgi.py, and demo.py): the code location's settings and the service's config.
@@ -38,25 +49,25 @@ def modules() -> dict[str, Path]:
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
             rel = path.relative_to(REPO).with_suffix("")
+            if "migrations" in rel.parts:  # Alembic's revisions: run by Alembic, imported by no one
+                continue
             name = ".".join(rel.parts).removesuffix(".__init__")
             out[name] = path
     return out
 
 
 def layer(module: str) -> tuple[str, int]:
-    """(side, rank): side "core", "assets" or "serving"; rank within the code location."""
+    """(side, rank): side "core", "assets", "serving" or "bench"; rank within the code location."""
     parts = module.split(".")
-    if parts[0] == "mlops_core":
-        return "core", 0
-    if parts[0] == "serving":
-        return "serving", 0
+    if parts[0] in ("mlops_core", "serving", "bench"):
+        return {"mlops_core": "core"}.get(parts[0], parts[0]), 0
     if len(parts) == 1:
         return "assets", 1
     head = parts[1]
-    if head in STAGES:
-        return "assets", STAGES[head]
+    if head in DOMAINS:
+        return "assets", STORE_RANK if parts[-1] == STORE and len(parts) == 3 else DOMAINS[head]
     if head in TOP:
-        return "assets", 6
+        return "assets", 8
     assert head in BASE, f"{module}: put it in a layer of test_layers.py"
     return "assets", 1
 
@@ -81,6 +92,11 @@ def project_module(name: str, known: dict[str, Path]) -> str | None:
     return None
 
 
+def is_domain_definitions(module: str) -> bool:
+    parts = module.split(".")
+    return len(parts) == 3 and parts[1] in DOMAINS and parts[2] == "definitions"
+
+
 def violations(extra: dict[str, set[str]] | None = None) -> list[str]:
     """Every import that breaks the layering (``extra``: imports to pretend a module has)."""
     known = modules()
@@ -92,19 +108,54 @@ def violations(extra: dict[str, set[str]] | None = None) -> list[str]:
             if side in ("core", "serving") and root == "dagster":
                 found.append(f"{module} imports {name} (no Dagster on this side)")
                 continue
+            if side == "bench" and root == "mlops_assets_tests":
+                found.append(f"{module} (a benchmark) imports the tests' {name}")
+                continue
             target = project_module(name, known)
             if target is None or target == module:
                 continue
             t_side, t_rank = layer(target)
             if side == "core" and t_side != "core":
                 found.append(f"{module} (mlops_core) imports {target}")
-            elif side == "serving" and t_side == "assets":
-                found.append(f"{module} (the service) imports the code location's {target}")
-            elif side == "assets" and t_side == "serving":
-                found.append(f"{module} imports the service's {target}")
+            elif side == "serving" and t_side in ("assets", "bench"):
+                found.append(f"{module} (the service) imports {target}")
+            elif side == "assets" and t_side in ("serving", "bench"):
+                found.append(f"{module} imports {target}")
+            elif is_domain_definitions(target) and module != "mlops_assets.definitions":
+                found.append(f"{module} imports {target} (only the top definitions.py gathers them)")
             elif side == "assets" and t_side == "assets" and t_rank > rank:
                 found.append(f"{module} (layer {rank}) imports {target} (layer {t_rank}): upward")
     return found
+
+
+def string_constants(path: Path) -> list[str]:
+    """The module's string constants, docstrings left out."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def core_paths_into_the_code_location() -> list[str]:
+    """mlops_core strings that name ``mlops_assets`` (a path into the code location from the
+    layer below it, which the import walk cannot see)."""
+    return [
+        f"{module}: {text!r}"
+        for module, path in modules().items()
+        if module.startswith("mlops_core")
+        for text in string_constants(path)
+        if "mlops_assets" in text
+    ]
 
 
 def test_imports_point_down():
@@ -112,20 +163,40 @@ def test_imports_point_down():
 
 
 def test_the_walk_sees_each_kind_of_wrong_import():
-    """The check itself reports an upward import, Dagster in the core, the code location in
-    the service."""
+    """The check itself reports an upward import, a store reaching into a domain, Dagster in
+    the core, the code location in the service, a domain's definitions imported sideways, and
+    a benchmark importing the tests."""
     found = violations(
         {
             "mlops_assets.training.promotion": {"mlops_assets.monitoring.assets"},
+            "mlops_assets.training.store": {"mlops_assets.training.promotion"},
+            "mlops_assets.monitoring.history": {"mlops_assets.alerting.store"},  # allowed: a store
+            "mlops_assets.alerting.sensor": {"mlops_assets.training.definitions"},
             "mlops_core.bundle": {"dagster"},
-            "serving.runtime": {"mlops_assets.training.registry.ModelRegistry"},
+            "serving.runtime": {"mlops_assets.training.registry_resource.ModelRegistry"},
+            "bench.scale": {"mlops_assets_tests.helpers"},
         }
     )
     assert sorted(found) == [
-        "mlops_assets.training.promotion (layer 3) imports mlops_assets.monitoring.assets (layer 4): upward",
+        "bench.scale (a benchmark) imports the tests' mlops_assets_tests.helpers",
+        "mlops_assets.alerting.sensor imports mlops_assets.training.definitions "
+        "(only the top definitions.py gathers them)",
+        "mlops_assets.training.promotion (layer 4) imports mlops_assets.monitoring.assets (layer 5): upward",
+        "mlops_assets.training.store (layer 2) imports mlops_assets.training.promotion (layer 4): upward",
         "mlops_core.bundle imports dagster (no Dagster on this side)",
-        "serving.runtime (the service) imports the code location's mlops_assets.training.registry",
+        "serving.runtime (the service) imports mlops_assets.training.registry_resource",
     ]
+
+
+def test_the_core_names_no_path_into_the_code_location(tmp_path, monkeypatch):
+    assert core_paths_into_the_code_location() == []
+    # ... and the check sees one: a core module pointing into mlops_assets/model_specs.
+    fake = tmp_path / "mlops_core" / "paths.py"
+    fake.parent.mkdir()
+    fake.write_text('"""Docstrings may name mlops_assets."""\nSPECS = "mlops_assets/model_specs"\n')
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGES", ("mlops_core",))
+    assert core_paths_into_the_code_location() == ["mlops_core.paths: 'mlops_assets/model_specs'"]
 
 
 def reads_environment(path: Path) -> bool:

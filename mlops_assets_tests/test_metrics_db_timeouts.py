@@ -31,9 +31,12 @@ import sqlalchemy as sa
 
 from mlops_assets import constants as C
 from mlops_assets.definitions import build_defs
-from mlops_assets.metrics_db import MetricsDB, MetricsDBTimeout, dummy_metrics, upsert_statement
+from mlops_assets.lib.storage.engine import MetricsDB, MetricsDBTimeout, upsert_statement
+from mlops_assets.monitoring.store import DailyMetricsStore, dummy_metrics
 from mlops_assets.resources import build_resources
+from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message, wait_for
+from mlops_core.daily_metrics import DailyMetrics
 
 SPEC = default_spec()
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
@@ -41,16 +44,16 @@ DAYS = ("2022-02-01", "2022-02-02")
 DEADLINE = 120  # seconds: "it returned at all"; the timeouts under test are 1-10 s
 
 
-def row(day: str) -> dict:
-    return {
-        "model_name": SPEC.name,
-        "timestamp": datetime.fromisoformat(day),
-        "model_version": "1",
-        "prediction_drift": 0.1,
-        "n_rows": 10,
-        "n_scored": 10,
-        "computed_at": datetime(2026, 1, 1),
-    }
+def row(day: str) -> DailyMetrics:
+    return DailyMetrics(
+        model_name=SPEC.name,
+        timestamp=datetime.fromisoformat(day),
+        model_version="1",
+        prediction_drift=0.1,
+        n_rows=10,
+        n_scored=10,
+        computed_at=datetime(2026, 1, 1),
+    )
 
 
 def count_rows(url: str) -> tuple[int, int]:
@@ -175,7 +178,9 @@ def test_sqlite_busy_timeout_is_bounded(tmp_path):
     holder = sqlite3.connect(tmp_path / "metrics.db", isolation_level=None)
     holder.execute("begin exclusive")  # another writer holds the database file
     try:
-        call = Bounded(lambda: db.upsert_metrics([row(DAYS[0])])).wait("a write to a locked SQLite file")
+        call = Bounded(lambda: DailyMetricsStore(db).upsert([row(DAYS[0])])).wait(
+            "a write to a locked SQLite file"
+        )
     finally:
         holder.execute("rollback")
         holder.close()
@@ -185,9 +190,9 @@ def test_sqlite_busy_timeout_is_bounded(tmp_path):
         "timeout): another connection holds the database file's lock; its transaction was rolled "
         "back, nothing was written"
     )
-    assert db.metrics(SPEC.name) == []
-    assert db.upsert_metrics([row(DAYS[0])]) == 1
-    assert len(db.metrics(SPEC.name)) == 1
+    assert [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)] == []
+    assert DailyMetricsStore(db).upsert([row(DAYS[0])]) == 1
+    assert len([r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]) == 1
 
 
 # --- a held lock ------------------------------------------------------------------------------
@@ -198,10 +203,10 @@ def test_a_held_lock_fails_a_write_within_the_lock_timeout_and_writes_nothing(po
     db.engine()  # tables created before the lock is taken
     rows = [row(day) for day in DAYS]
     with held_lock(postgres_url) as holder:
-        call = Bounded(lambda: db.upsert_metrics(rows))
+        call = Bounded(lambda: DailyMetricsStore(db).upsert(rows))
         wait_until_blocked(postgres_url, holder, call)
         # the lock stops what needs dummy_metrics, not the other tables
-        assert MetricsDB(url=url, lock_timeout_seconds=1).timeline(SPEC.name) == []
+        assert TimelineStore(MetricsDB(url=url, lock_timeout_seconds=1)).entries(SPEC.name) == []
         call.wait("upsert_metrics under a held lock")
     assert isinstance(call.error, MetricsDBTimeout), call.error
     message = str(call.error)
@@ -217,22 +222,22 @@ def test_a_held_lock_fails_a_write_within_the_lock_timeout_and_writes_nothing(po
     report_figure(f"  {message}")
 
     assert count_rows(postgres_url) == (0, 0)  # nothing half-written
-    assert db.upsert_metrics(rows) == 2  # the lock released: the same call succeeds
-    assert db.upsert_metrics(rows) == 2
+    assert DailyMetricsStore(db).upsert(rows) == 2  # the lock released: the same call succeeds
+    assert DailyMetricsStore(db).upsert(rows) == 2
     assert count_rows(postgres_url) == (2, 2)  # exactly one row per day
 
 
 @pytest.mark.postgres
 def test_a_row_held_by_another_open_write_fails_within_the_lock_timeout_naming_the_writer(postgres_url):
     db = MetricsDB(url=postgres_url, lock_timeout_seconds=1)
-    assert db.upsert_metrics([row(DAYS[0])]) == 1
+    assert DailyMetricsStore(db).upsert([row(DAYS[0])]) == 1
     engine = sa.create_engine(postgres_url)
     writer = engine.connect()  # another run writing the same day, its transaction still open
     try:
         writer.execute(sa.text("set application_name = 'row-writer'"))
         writer.execute(sa.text("update dummy_metrics set n_rows = 11 where timestamp = :d"), {"d": DAYS[0]})
         pid = writer.execute(sa.text("select pg_backend_pid()")).scalar()
-        call = Bounded(lambda: db.upsert_metrics([row(DAYS[1]), {**row(DAYS[0]), "n_rows": 12}]))
+        call = Bounded(lambda: DailyMetricsStore(db).upsert([row(DAYS[1]), row(DAYS[0]).replace(n_rows=12)]))
         wait_until_blocked(postgres_url, pid, call)
         call.wait("an upsert of a row another transaction is writing")
     finally:
@@ -246,9 +251,11 @@ def test_a_row_held_by_another_open_write_fails_within_the_lock_timeout_naming_t
         f"another session holds rows of dummy_metrics (an open transaction writing to it; pid {pid}, "
         "application 'row-writer', idle in transaction"
     ), message
-    assert [r["n_rows"] for r in db.metrics(SPEC.name)] == [10]  # neither day of the batch written
-    assert db.upsert_metrics([row(DAYS[1]), {**row(DAYS[0]), "n_rows": 12}]) == 2
-    assert [r["n_rows"] for r in db.metrics(SPEC.name)] == [12, 10]
+    assert [r["n_rows"] for r in [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]] == [
+        10
+    ]  # neither day of the batch written
+    assert DailyMetricsStore(db).upsert([row(DAYS[1]), row(DAYS[0]).replace(n_rows=12)]) == 2
+    assert [r["n_rows"] for r in [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]] == [12, 10]
 
 
 @pytest.mark.postgres
@@ -299,7 +306,9 @@ def test_a_statement_that_runs_too_long_is_cancelled_and_its_transaction_rolled_
 
     def write_then_sleep():
         with db.transaction() as conn:
-            conn.execute(upsert_statement(engine, dummy_metrics, [row(DAYS[0])], ("model_name", "timestamp")))
+            conn.execute(
+                upsert_statement(engine, dummy_metrics, [row(DAYS[0]).as_dict()], ("model_name", "timestamp"))
+            )
             conn.execute(sa.text("select pg_sleep(300)"))  # a statement that runs too long
 
     call = Bounded(write_then_sleep).wait("a transaction with a 300 s statement")

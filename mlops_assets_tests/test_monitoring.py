@@ -29,9 +29,12 @@ from evidently.metrics import DatasetMissingValueCount, DriftedColumnsCount, Val
 from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
-from mlops_assets.metrics_db import MetricsDB, dummy_metrics, ensure_schema
+from mlops_assets.lib.storage.engine import MetricsDB
+from mlops_assets.lib.storage.migrate import migrate
+from mlops_assets.monitoring.store import DailyMetricsStore, dummy_metrics
 from mlops_assets.resources import build_resources
 from mlops_assets.training.model import ModelBundle
+from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.helpers import (
     copy_timeline,
     default_spec,
@@ -62,7 +65,7 @@ def monitor(defs, first: str, last: str | None = None, **kw):
 
 
 def rows(db: MetricsDB) -> pd.DataFrame:
-    return pd.DataFrame(db.metrics(SPEC.name)).set_index("timestamp")
+    return pd.DataFrame([r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]).set_index("timestamp")
 
 
 def independent_metrics(data_dir, bundle: ModelBundle, day: str) -> dict:
@@ -193,7 +196,7 @@ def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, settings,
     assert list(first.index) == list(pd.date_range("2022-02-01", "2022-02-28"))
     assert first["model_version"].eq("1").all()
     drift_checks = [
-        c for c in result.get_asset_check_evaluations() if c.check_name == C.CHECK_DRIFT_THRESHOLD
+        c for c in result.get_asset_check_evaluations() if c.check_name == C.CHECK_PREDICTION_DRIFT
     ]
     assert sorted(c.partition for c in drift_checks) == [str(d.date()) for d in first.index]
     assert {c.severity for c in drift_checks} == {dg.AssetCheckSeverity.WARN}
@@ -216,7 +219,7 @@ def test_backfill_is_one_run_with_one_row_per_day_and_idempotent(home, settings,
     judged = {
         c.partition: c.passed
         for c in result.get_asset_check_evaluations()
-        if c.check_name == C.CHECK_DRIFT_THRESHOLD
+        if c.check_name == C.CHECK_PREDICTION_DRIFT
     }
     assert judged == {
         d: bool(latest.loc[d, "prediction_drift"] <= 0.05) for d in ("2022-02-10", "2022-02-11")
@@ -250,11 +253,11 @@ def test_checks_are_recorded_per_day_and_a_breach_day_fails(home, settings, reso
     breach_days = sorted(d for d, v in drift.items() if v > 0.06)
     assert 0 < len(breach_days) < 14, drift  # the test needs both kinds of day
 
-    for name in (C.CHECK_DRIFT_THRESHOLD, C.CHECK_MODEL_QUALITY):
+    for name in (C.CHECK_PREDICTION_DRIFT, C.CHECK_MODEL_QUALITY):
         history = check_history(instance, name)
         assert sorted(r.partition for r in history) == sorted(drift), name  # one per day, none without one
         assert {r.run_id for r in history} == {result.run_id}
-    by_day = {r.partition: r for r in check_history(instance, C.CHECK_DRIFT_THRESHOLD)}
+    by_day = {r.partition: r for r in check_history(instance, C.CHECK_PREDICTION_DRIFT)}
     assert sorted(d for d, r in by_day.items() if r.status.value == "FAILED") == breach_days
     assert {r.status.value for d, r in by_day.items() if d not in breach_days} == {"SUCCEEDED"}
     failed = by_day[breach_days[0]].event.dagster_event.event_specific_data
@@ -263,16 +266,16 @@ def test_checks_are_recorded_per_day_and_a_breach_day_fails(home, settings, reso
     assert failed.description.startswith(f"prediction drift {drift[breach_days[0]]:.4f} above 0.06")
     # Each result points at its day's materialization, so it is the day's current status (what
     # the check's Partitions view shows): breach days failed, the others passed, none missing.
-    current = partition_status(instance, C.CHECK_DRIFT_THRESHOLD)
+    current = partition_status(instance, C.CHECK_PREDICTION_DRIFT)
     assert sorted(d for d, status in current.items() if status == "FAILED") == breach_days
     assert sorted(current) == sorted(drift)
 
     # Re-judging one day adds one result per check for that day, nothing about the others.
     again = monitor(defs, breach_days[0], instance=instance)
     assert again.success
-    rerun = [r for r in check_history(instance, C.CHECK_DRIFT_THRESHOLD) if r.run_id == again.run_id]
+    rerun = [r for r in check_history(instance, C.CHECK_PREDICTION_DRIFT) if r.run_id == again.run_id]
     assert [(r.partition, r.status.value) for r in rerun] == [(breach_days[0], "FAILED")]
-    assert partition_status(instance, C.CHECK_DRIFT_THRESHOLD) == current  # still current after it
+    assert partition_status(instance, C.CHECK_PREDICTION_DRIFT) == current  # still current after it
 
 
 @pytest.mark.postgres
@@ -302,8 +305,8 @@ def test_month_backfill_into_postgres(home, settings, postgres_url):
             )
         )
     assert "Index Scan Backward using uq_dummy_metrics_model_timestamp" in plan
-    sqlite_free = MetricsDB(url=postgres_url).latest_metric(SPEC.name)
-    assert sqlite_free["timestamp"] == pd.Timestamp("2022-02-28")
+    sqlite_free = DailyMetricsStore(MetricsDB(url=postgres_url)).latest(SPEC.name)
+    assert sqlite_free.timestamp == pd.Timestamp("2022-02-28")
 
 
 def test_model_in_effect_per_day_and_old_partitions_reproduce(home, settings, resources, trip_data_dir):
@@ -315,7 +318,7 @@ def test_model_in_effect_per_day_and_old_partitions_reproduce(home, settings, re
     before = rows(db)
 
     v2 = register_champion(SPEC, train_month(SPEC, trip_data_dir, "2021-03"), R.model_registry(settings))
-    db.record_in_effect(SPEC.name, v2.version, date(2022, 2, 4), reason="test promotion")
+    TimelineStore(db).record(SPEC.name, v2.version, date(2022, 2, 4), reason="test promotion")
     assert monitor(defs, "2022-02-01", "2022-02-06").success
     after = rows(db)
     assert after["model_version"].tolist() == ["1", "1", "1", v2.version, v2.version, v2.version]
@@ -331,7 +334,7 @@ def test_days_before_the_first_model_fail_clearly(home, settings, resources):
         "green_taxi_duration: no model is in effect on 2022-01-30 .. 2022-01-31; "
         "the first model (v1) is in effect from 2022-02-01" in failure_message(result)
     )
-    assert R.metrics_db(settings).metrics(SPEC.name) == []
+    assert [r.as_dict() for r in DailyMetricsStore(R.metrics_db(settings)).rows(SPEC.name)] == []
 
 
 def test_a_day_without_trips_is_a_row_that_says_so(home, settings, tmp_path, trip_data_dir):
@@ -431,14 +434,14 @@ def test_schema_is_migrated_without_manual_sql(postgres_url):
                 "values ('m', '2022-02-01', 1, 1, now())"
             )
         )
-    changes = ensure_schema(engine)
+    changes = migrate(engine)
     assert "added column dummy_metrics.report_path" in changes
     assert "added column dummy_metrics.dagster_run_id" in changes
     assert "created table alerts" in changes
     assert "added column dummy_metrics.rmse_ratio" in changes
     assert "added column dummy_metrics.drift_method" in changes
     assert "added column dummy_metrics.drifted_columns" in changes
-    assert ensure_schema(engine) == []  # idempotent
+    assert migrate(engine) == []  # idempotent
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dummy_metrics)).scalar() == 1
     engine.dispose()

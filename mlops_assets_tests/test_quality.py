@@ -24,12 +24,17 @@ from scipy import stats
 from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
+from mlops_assets.alerting.store import AlertStore
 from mlops_assets.definitions import build_defs
-from mlops_assets.metrics_db import MetricsDB, day_timestamp, ensure_schema, utcnow
-from mlops_assets.monitoring import drift
-from mlops_assets.training.retrain import RETRAIN_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
+from mlops_assets.lib.storage.engine import MetricsDB, day_timestamp, utcnow
+from mlops_assets.lib.storage.migrate import migrate
+from mlops_assets.monitoring import evidently_metrics as drift
+from mlops_assets.monitoring.store import DailyMetricsStore
+from mlops_assets.training.retrain_asset import RETRAIN_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
+from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.helpers import default_spec, load_trips, register_champion, train_month
 from mlops_assets_tests.test_monitoring import monitor
+from mlops_core.daily_metrics import DailyMetrics
 from mlops_core.specs import DRIFT_METHODS, ModelSpec, SpecError, load_spec
 
 SPEC = default_spec()
@@ -58,14 +63,17 @@ def test_daily_quality_equals_numpy_and_uses_the_holdout_of_the_model_in_effect(
     registry = R.model_registry(settings)
     v2_bundle = train_month(SPEC, trip_data_dir, "2021-03")
     v2 = register_champion(SPEC, v2_bundle, registry)
-    db.record_in_effect(SPEC.name, v2.version, datetime(2022, 2, 4).date(), reason="test promotion")
+    TimelineStore(db).record(SPEC.name, v2.version, datetime(2022, 2, 4).date(), reason="test promotion")
     result = monitor(defs, "2022-02-01", "2022-02-05")
     assert result.success
 
     holdout = {"1": registry.load(SPEC.name, "1", SPEC.training.artifact).info.holdout.rmse}
     holdout[v2.version] = v2_bundle.info.holdout.rmse
     assert holdout["1"] != pytest.approx(holdout[v2.version], rel=1e-3)
-    rows = {r["timestamp"].date().isoformat(): r for r in db.metrics(SPEC.name)}
+    rows = {
+        r["timestamp"].date().isoformat(): r
+        for r in [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]
+    }
     assert [rows[d]["model_version"] for d in sorted(rows)] == ["1", "1", "1", v2.version, v2.version]
     for day, row in sorted(rows.items()):
         frame = stored_predictions(resources, day)
@@ -220,26 +228,28 @@ def test_the_default_spec_keeps_the_original_rule_and_adds_a_quality_rule():
 def put(db: MetricsDB, days: dict[str, dict], version: str = "1") -> None:
     """dummy_metrics rows for ``days`` (day -> the columns that differ from a quiet day)."""
     now = utcnow()
-    db.upsert_metrics(
-        {
-            "model_name": SPEC.name,
-            "timestamp": day_timestamp(day),
-            "model_version": version,
-            "prediction_drift": 0.05,
-            "num_drifted_columns": 0,
-            "share_missing_values": 0.0,
-            "n_rows": 2000,
-            "n_scored": 2000,
-            "drift_threshold": 0.2,
-            "rmse": 8.0,
-            "mae": 5.0,
-            "mean_error": 0.1,
-            "rmse_ratio": 1.0,
-            "holdout_rmse": 8.0,
-            "drift_method": "wasserstein",
-            "computed_at": now,
-            **values,
-        }
+    DailyMetricsStore(db).upsert(
+        DailyMetrics(
+            **{
+                "model_name": SPEC.name,
+                "timestamp": day_timestamp(day),
+                "model_version": version,
+                "prediction_drift": 0.05,
+                "num_drifted_columns": 0,
+                "share_missing_values": 0.0,
+                "n_rows": 2000,
+                "n_scored": 2000,
+                "drift_threshold": 0.2,
+                "rmse": 8.0,
+                "mae": 5.0,
+                "mean_error": 0.1,
+                "rmse_ratio": 1.0,
+                "holdout_rmse": 8.0,
+                "drift_method": "wasserstein",
+                "computed_at": now,
+                **values,
+            }
+        )
         for day, values in days.items()
     )
 
@@ -289,13 +299,13 @@ def test_for_days_a_spike_is_no_breach_two_days_are_one_once(isolated_env, setti
         },
     )
     first = tick(spec, resources, instance)
-    assert not first.run_requests and db.alerts(SPEC.name) == []
+    assert not first.run_requests and AlertStore(db).all(SPEC.name) == []
     assert outbox(isolated_env) == []
 
     # The next day is also above 1.2: two days running, one breach, on the second day.
     put(db, {"2022-02-04": {"rmse_ratio": 1.312}})
     second = tick(spec, resources, instance, first.cursor)
-    (alert,) = db.alerts(SPEC.name)
+    (alert,) = AlertStore(db).all(SPEC.name)
     assert (alert["rule"], alert["timestamp"], alert["value"]) == ("rmse_ratio", datetime(2022, 2, 4), 1.312)
     (msg,) = outbox(isolated_env)
     assert breach_lines(msg) == ["Threshold breach rmse_ratio (>1.20): 2022-02-04 00:00 — 1.3120"]
@@ -309,15 +319,15 @@ def test_for_days_a_spike_is_no_breach_two_days_are_one_once(isolated_env, setti
     tick(spec, resources, instance, None)
     put(db, {"2022-02-03": {"rmse_ratio": 1.25}, "2022-02-04": {"rmse_ratio": 1.312}})
     tick(spec, resources, instance, second.cursor)
-    assert len(outbox(isolated_env)) == 1 and len(db.alerts(SPEC.name)) == 1
+    assert len(outbox(isolated_env)) == 1 and len(AlertStore(db).all(SPEC.name)) == 1
 
     # A re-computed earlier day can complete a later day's run: 02-05 was alone, then 02-06...
     put(db, {"2022-02-06": {"rmse_ratio": 1.4}, "2022-02-07": {"rmse_ratio": 1.0}})
     cursor = tick(spec, resources, instance, None).cursor
-    assert len(db.alerts(SPEC.name)) == 1
+    assert len(AlertStore(db).all(SPEC.name)) == 1
     put(db, {"2022-02-05": {"rmse_ratio": 1.5}})  # ...02-05 re-computed above: 04-05-06 in a row
     tick(spec, resources, instance, cursor)
-    assert [a["timestamp"].day for a in db.alerts(SPEC.name)] == [4, 5, 6]
+    assert [a["timestamp"].day for a in AlertStore(db).all(SPEC.name)] == [4, 5, 6]
 
 
 def test_min_rows_a_small_day_is_recorded_never_alerted(isolated_env, settings, resources):
@@ -325,9 +335,9 @@ def test_min_rows_a_small_day_is_recorded_never_alerted(isolated_env, settings, 
     db = R.metrics_db(settings)
     put(db, {"2022-02-01": {"rmse_ratio": 2.0, "n_rows": 499, "n_scored": 499}})
     result = tick(spec, resources, dg.DagsterInstance.ephemeral())
-    assert db.alerts(SPEC.name) == [] and not result.run_requests
+    assert AlertStore(db).all(SPEC.name) == [] and not result.run_requests
     assert "no new breach in 1 new row(s)" in result.skip_reason.skip_message
-    assert db.metrics(SPEC.name)[0]["rmse_ratio"] == 2.0  # recorded all the same
+    assert DailyMetricsStore(db).rows(SPEC.name)[0].rmse_ratio == 2.0  # recorded all the same
 
 
 def test_one_email_lists_every_rules_breaches_and_retrain_follows_the_flag(isolated_env, settings, resources):
@@ -370,7 +380,7 @@ def test_a_p_value_method_breaches_below_its_threshold(isolated_env, settings, r
     db = R.metrics_db(settings)
     put(db, {"2022-02-01": {"prediction_drift": 0.5}, "2022-02-02": {"prediction_drift": 0.01}})
     result = tick(spec, resources, dg.DagsterInstance.ephemeral())
-    (alert,) = db.alerts(SPEC.name)
+    (alert,) = AlertStore(db).all(SPEC.name)
     assert alert["timestamp"] == datetime(2022, 2, 2)
     (msg,) = outbox(isolated_env)
     assert breach_lines(msg) == ["Threshold breach (<0.05): 2022-02-02 00:00 — 0.0100"]
@@ -393,14 +403,14 @@ def test_a_cursor_with_a_timezone_offset_is_read_as_utc(isolated_env, settings, 
     """A cursor written with an offset made the sensor compare aware and naive datetimes."""
     db = R.metrics_db(settings)
     put(db, {"2022-02-01": {"prediction_drift": 0.3}})
-    computed = db.metrics(SPEC.name)[0]["computed_at"]
+    computed = DailyMetricsStore(db).rows(SPEC.name)[0].computed_at
     # Ten minutes before the row, written as Paris winter time (+01:00).
     aware = (computed - timedelta(minutes=10)).replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=1)))
     cursor = json.dumps({"computed_at": aware.isoformat()})
     assert "+01:00" in cursor
     result = tick(SPEC, resources, dg.DagsterInstance.ephemeral(), cursor)
     assert json.loads(result.cursor)["computed_at"] == computed.isoformat()
-    assert [a["timestamp"] for a in db.alerts(SPEC.name)] == [datetime(2022, 2, 1)]
+    assert [a["timestamp"] for a in AlertStore(db).all(SPEC.name)] == [datetime(2022, 2, 1)]
 
 
 @pytest.mark.postgres
@@ -426,13 +436,13 @@ def test_breaches_alerted_before_rules_are_not_alerted_again(isolated_env, setti
             ),
             {"m": SPEC.name},
         )
-    changes = ensure_schema(engine)
+    changes = migrate(engine)
     assert "copied 1 row(s) of drift_alerts into alerts" in changes
     engine.dispose()
 
     pg = dataclasses.replace(settings, metrics_database_url=postgres_url)
     db = R.metrics_db(pg)
-    (old,) = db.alerts(SPEC.name)
+    (old,) = AlertStore(db).all(SPEC.name)
     assert (old["rule"], old["value"], old["status"], old["retrain"]) == (
         "prediction_drift",
         0.31,

@@ -19,7 +19,8 @@ import pandas as pd
 from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
-from mlops_assets.io import DayFrames, DayStream, PartitionedParquetIOManager
+from mlops_assets.lib.io import DayFrames, DayStream, PartitionedParquetIOManager
+from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets_tests.helpers import MONITORING, default_spec, failure_message
 
 SPEC = default_spec()
@@ -89,7 +90,7 @@ def test_a_backfill_holds_one_day_at_a_time(home, settings, resources):
         raise_on_error=False,
     )
     assert result.success, failure_message(result)
-    assert len(R.metrics_db(settings).metrics(SPEC.name)) == 15
+    assert len([r.as_dict() for r in DailyMetricsStore(R.metrics_db(settings)).rows(SPEC.name)]) == 15
 
     outputs = {name: r for name, r in WATCH.items() if name.startswith("out ")}
     inputs = {name: r for name, r in WATCH.items() if name.startswith("in ")}

@@ -16,9 +16,9 @@ import pytest
 
 from mlops_assets.data.sources import TripSource
 from mlops_assets.data.synthetic import CALENDAR, NEW_DISTRICT, STORM, generate_month, scenario_days
-from mlops_assets.monitoring import drift
+from mlops_assets.monitoring import evidently_metrics as drift
 from mlops_assets.training import model as M
-from mlops_assets.training.retrain import window_rows, window_trips
+from mlops_assets.training.window import window_rows, window_trips
 from mlops_assets_tests.helpers import default_spec
 from mlops_core.bundle import PREDICTION
 from mlops_core.schema import DURATION, PICKUP

@@ -3,13 +3,14 @@
 A spec names the taxi type, the features, the target, the row filters, the training month,
 the drift threshold and the retraining window. ``definitions.py`` builds one full set of
 assets, checks, sensors and schedules per spec, so adding a YAML file adds a model.
-The packaged specs live in ``mlops_assets/model_specs/``; which folder is read (``MODEL_SPECS_DIR``)
+The packaged specs live in ``mlops_core/model_specs/``; which folder is read (``MODEL_SPECS_DIR``)
 and the default drift threshold (``DRIFT_THRESHOLD``) are settings, passed in as values by the
 code location and the prediction service.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from datetime import date
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlops_core.daily_metrics import PREDICTION_DRIFT, QUALITY_METRICS, RULE_METRICS
 from mlops_core.features import Features
 
-# The packaged specs: beside this package in the same install (site-packages or the checkout).
-PACKAGED_SPECS_DIR = Path(__file__).resolve().parents[1] / "mlops_assets" / "model_specs"
+# The packaged specs, shared by the code location and the prediction service.
+PACKAGED_SPECS_DIR = Path(__file__).resolve().parent / "model_specs"
 # The first day of the shared partitions; a spec's training month must not be earlier.
 PARTITIONS_START = "2021-01-01"
 FIRST_MONTH = PARTITIONS_START[:7]
@@ -90,11 +92,11 @@ DEFAULT_DRIFT_METHOD = "wasserstein"
 # a month's holdout. BENCHMARKS.md ("A bounded reference") has what the cap does to the daily
 # drift and to a day's cost.
 DEFAULT_REFERENCE_ROWS = 50_000
-# dummy_metrics columns an alert rule may watch (numeric, one value per model and day).
-DRIFT_METRICS = ("prediction_drift", "num_drifted_columns", "share_missing_values")
-QUALITY_METRICS = ("rmse", "mae", "mean_error", "rmse_ratio")
-RULE_METRICS = (*DRIFT_METRICS, *QUALITY_METRICS)
-PREDICTION_DRIFT = "prediction_drift"
+# The dummy_metrics columns an alert rule may watch are the daily metrics row's rule fields
+# (mlops_core.daily_metrics: DRIFT_METRICS, QUALITY_METRICS, PREDICTION_DRIFT).
+
+
+OPERATORS = {">": operator.gt, "<": operator.lt}
 
 
 def threshold_text(threshold: float) -> str:
@@ -133,7 +135,12 @@ class AlertRule(_Strict):
     def crosses(self, value: float | None) -> bool:
         if value is None or value != value:  # None or NaN: nothing to judge
             return False
-        return value > self.threshold if self.op == ">" else value < self.threshold
+        return bool(self.compare(value))
+
+    def compare(self, value):
+        """``value op threshold``: the one place the comparison is written. A number gives a
+        bool; a SQLAlchemy column gives the same condition as SQL (the stores filter by it)."""
+        return OPERATORS[self.op](value, self.threshold)
 
     def qualifies(self, value: float | None, n_rows: int | None) -> bool:
         """A day that counts towards a breach: enough trips, and the value crosses."""

@@ -1,5 +1,5 @@
 """``drift_alert_sensor__<spec>``: new dummy_metrics rows → the spec's alert rules → one
-email → a retrain.
+email → a retrain. (It judges every rule, quality ones too; the name is the original design's.)
 
 Each evaluation (the daemon runs it every 30 s):
 
@@ -14,10 +14,9 @@ Each evaluation (the daemon runs it every 30 s):
    design's format, other rules' lines naming their metric); a failed send (SMTP down, auth
    refused) stays pending, is logged on the tick and retried on the next one, and does not
    stop the evaluation;
-4. requests a run of the retrain asset for the latest breach day of a rule marked
-   ``retrain``, unless the champion was trained on data up to that day already, or a retrain
-   of this model is already in flight; the run key (model and day) makes the request
-   idempotent, and the run's tags name the rule and the value that triggered it.
+4. asks the retrain policy (``training/retrain_policy.py``) whether to request a run of the
+   retrain asset; the run key makes the request idempotent, and the run's tags name the rule
+   and the value that triggered it.
 """
 
 import json
@@ -25,12 +24,23 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from mlops_assets.alerting import alerts, rules
-from mlops_assets.alerting.mailer import Mailer, MailError
+from mlops_assets import constants as C
+from mlops_assets.alerting import messages, rules
+from mlops_assets.alerting.store import AlertStore
 from mlops_assets.keys import retrained_key
-from mlops_assets.metrics_db import MetricsDB
-from mlops_assets.training.retrain import RETRAIN_TAG, TRIGGER_DAY_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
-from mlops_core.specs import ModelSpec
+from mlops_assets.lib.links import Links
+from mlops_assets.lib.mailer import Mailer, MailError
+from mlops_assets.lib.storage.engine import MetricsDB
+from mlops_assets.monitoring.store import DailyMetricsStore
+from mlops_assets.training import retrain_policy
+from mlops_assets.training.retrain_asset import (
+    RETRAIN_TAG,
+    TRIGGER_DAY_TAG,
+    TRIGGER_RULE_TAG,
+    TRIGGER_VALUE_TAG,
+)
+from mlops_assets.training.store import TimelineStore
+from mlops_core.specs import AlertRule, ModelSpec
 
 CURSOR_OVERLAP = timedelta(minutes=2)
 IN_FLIGHT = [
@@ -60,49 +70,65 @@ def write_cursor(value: datetime | None) -> str | None:
     return json.dumps({"computed_at": value.isoformat()}) if value else None
 
 
-def retrain_request(spec: ModelSpec, instance: dg.DagsterInstance, metrics_db: MetricsDB, notes: list[str]):
-    """A run request of the retrain asset for the latest breach of a ``retrain`` rule, or None
+def new_breaches(
+    rows: DailyMetricsStore, model_name: str, rule: AlertRule, since: datetime | None
+) -> list[dict]:
+    """The breaches of ``rule`` that rows computed at or after ``since`` can make (all rows
+    when ``since`` is None): the new qualifying rows, and for ``for_days`` > 1 the qualifying
+    rows around them that can complete a run with them. Recording them is idempotent."""
+    new = rows.qualifying(model_name, rule, computed_since=since)
+    if rule.for_days == 1 or not new:
+        return [rules.breach(rule, row) for row in new]
+    around = rows.qualifying(
+        model_name,
+        rule,
+        start=new[0].timestamp - rules.reach(rule),
+        end=new[-1].timestamp + rules.reach(rule),
+    )
+    return rules.streak_ends(rule, [row.timestamp for row in new], {row.timestamp: row for row in around})
+
+
+def retrain_request(spec: ModelSpec, instance: dg.DagsterInstance, db: MetricsDB, notes: list[str]):
+    """A run request of the retrain asset when the retrain policy asks for one, else None
     (with the reason in ``notes``)."""
-    latest = metrics_db.latest_retrain_breach(spec.name)
-    if latest is None:
+    latest = AlertStore(db).latest_retrain_breach(spec.name)
+    in_flight = latest is not None and bool(
+        instance.get_runs(filters=dg.RunsFilter(tags={RETRAIN_TAG: spec.name}, statuses=IN_FLIGHT), limit=1)
+    )
+    label = messages.rule_label(latest) if latest else ""
+    decision = retrain_policy.decide(latest, TimelineStore(db).entries(spec.name), in_flight, label)
+    if decision.note:
+        notes.append(decision.note)
+    if not isinstance(decision, retrain_policy.Retrain):
         return None
-    timeline = metrics_db.timeline(spec.name)
-    covered_until = timeline[-1]["window_end"] if timeline else None
-    day = latest["timestamp"].date()
-    if covered_until is not None and day <= covered_until:
-        notes.append(f"latest breach {day} is covered by the champion (trained up to {covered_until})")
-        return None
-    if instance.get_runs(filters=dg.RunsFilter(tags={RETRAIN_TAG: spec.name}, statuses=IN_FLIGHT), limit=1):
-        notes.append(f"a retrain of {spec.name} is already in flight; {day} waits for it")
-        return None
-    notes.append(f"requested a retrain for {day} ({alerts.rule_label(latest)}: {latest['value']:.4f})")
     return dg.RunRequest(
-        run_key=f"retrain:{spec.name}:{day}",
-        partition_key=day.isoformat(),
+        run_key=decision.run_key,
+        partition_key=decision.day.isoformat(),
         asset_selection=[retrained_key(spec)],
         tags={
             RETRAIN_TAG: spec.name,
-            TRIGGER_RULE_TAG: alerts.rule_label(latest),
+            TRIGGER_RULE_TAG: label,
             TRIGGER_VALUE_TAG: f"{latest['value']:.4f}",
-            TRIGGER_DAY_TAG: day.isoformat(),
+            TRIGGER_DAY_TAG: decision.day.isoformat(),
         },
     )
 
 
-def send_pending(spec: ModelSpec, metrics_db: MetricsDB, mailer: Mailer, log, notes: list[str]) -> None:
+def send_pending(spec: ModelSpec, db: MetricsDB, mailer: Mailer, links: Links, log, notes: list[str]) -> None:
     """Email every pending alert of the model in one message; a failure leaves them pending."""
-    pending = metrics_db.alerts(spec.name, status="pending")
+    store = AlertStore(db)
+    pending = store.all(spec.name, status="pending")
     if not pending:
         return
     ids = [a["id"] for a in pending]
     try:
         msg = mailer.compose(
-            alerts.subject(spec.name, pending),
-            alerts.body(spec.name, pending, list(spec.monitoring.rules), mailer.links(spec.name)),
+            messages.subject(spec.name, pending),
+            messages.body(spec.name, pending, list(spec.monitoring.rules), messages.alert_links(spec, links)),
         )
         where = mailer.send(msg)
     except MailError as exc:
-        metrics_db.mark_alerts(ids, sent=False, error=str(exc))
+        store.mark(ids, sent=False, error=str(exc))
         log.error(
             "%s: alert email for %d breach(es) NOT sent, will retry on the next tick: %s",
             spec.name,
@@ -111,7 +137,7 @@ def send_pending(spec: ModelSpec, metrics_db: MetricsDB, mailer: Mailer, log, no
         )
         notes.append(f"email failed ({len(ids)} pending): {exc}")
     else:
-        metrics_db.mark_alerts(ids, sent=True, message_id=msg["Message-ID"])
+        store.mark(ids, sent=True, message_id=msg["Message-ID"])
         log.info("%s: alert email for %d breach(es) sent to %s", spec.name, len(ids), where)
         notes.append(f"emailed {len(ids)} breach(es)")
 
@@ -123,16 +149,18 @@ def evaluate(
     cursor: str | None,
     metrics_db: MetricsDB,
     mailer: Mailer,
+    links: Links,
     log,
 ) -> dg.SensorResult:
     seen_until = read_cursor(cursor)
     since = seen_until - CURSOR_OVERLAP if seen_until else None
+    rows = DailyMetricsStore(metrics_db)
     # New rows are those computed after the cursor; the overlap is only re-judged.
-    n_new, newest = metrics_db.computed_since(spec.name, seen_until, strictly_after=True)
+    n_new, newest = rows.computed_since(spec.name, seen_until, strictly_after=True)
     breaches = []
     for rule in spec.monitoring.rules:
-        breaches += rules.new_breaches(metrics_db, spec.name, rule, since)
-    recorded = metrics_db.record_alerts(spec.name, breaches)
+        breaches += new_breaches(rows, spec.name, rule, since)
+    recorded = AlertStore(metrics_db).record(spec.name, breaches)
     for rule in spec.monitoring.rules:
         days = [b["timestamp"] for b in recorded if b["rule"] == rule.id]
         if days:
@@ -145,7 +173,7 @@ def evaluate(
             )
 
     notes: list[str] = []
-    send_pending(spec, metrics_db, mailer, log, notes)
+    send_pending(spec, metrics_db, mailer, links, log, notes)
     request = retrain_request(spec, instance, metrics_db, notes)
 
     if seen_until is not None:
@@ -159,10 +187,10 @@ def evaluate(
     )
 
 
-def build_drift_sensor(spec: ModelSpec, job) -> dg.SensorDefinition:
+def build_alert_sensor(spec: ModelSpec) -> dg.SensorDefinition:
     @dg.sensor(
         name=sensor_name(spec),
-        job=job,
+        job_name=C.RETRAIN_JOB,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
@@ -172,13 +200,16 @@ def build_drift_sensor(spec: ModelSpec, job) -> dg.SensorDefinition:
             "a rule marked retrain."
         ),
     )
-    def drift_alert_sensor(context: dg.SensorEvaluationContext, metrics_db: MetricsDB, mailer: Mailer):
+    def drift_alert_sensor(
+        context: dg.SensorEvaluationContext, metrics_db: MetricsDB, mailer: Mailer, links: Links
+    ):
         return evaluate(
             spec,
             instance=context.instance,
             cursor=context.cursor,
             metrics_db=metrics_db,
             mailer=mailer,
+            links=links,
             log=context.log,
         )
 

@@ -8,8 +8,8 @@ import pandas as pd
 
 from mlops_assets import constants as C
 from mlops_assets.data.sources import TripSource
-from mlops_assets.io import DayStream
 from mlops_assets.keys import trips_key
+from mlops_assets.lib.io import DayStream
 from mlops_assets.partitions import daily_backfill_policy, daily_partitions
 from mlops_core import schema
 from mlops_core.specs import ModelSpec

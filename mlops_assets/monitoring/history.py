@@ -24,7 +24,7 @@ import base64
 import io
 import statistics
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 import matplotlib
@@ -33,10 +33,15 @@ matplotlib.use("Agg")  # before pyplot: no display here, and no GUI backend in a
 
 import matplotlib.pyplot as plt
 
+from mlops_assets.alerting.store import AlertStore
 from mlops_assets.keys import dummy_metrics_key, history_key, model_key, retrained_key
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.days import gaps
+from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring.reports import ReportStore
-from mlops_core.specs import PREDICTION_DRIFT, AlertRule, ModelSpec
+from mlops_assets.monitoring.store import DailyMetricsStore
+from mlops_assets.training.store import TimelineStore
+from mlops_core.daily_metrics import PREDICTION_DRIFT, DailyMetrics
+from mlops_core.specs import AlertRule, ModelSpec
 
 RMSE_RATIO = "rmse_ratio"
 BAND_COLOURS = ("#e8f0fb", "#fdf1e3", "#e9f6ec", "#f6e9f4")
@@ -48,33 +53,28 @@ class History:
     """What the view shows, read from the metrics DB (rows ordered by day)."""
 
     spec: ModelSpec
-    rows: list[dict]
+    rows: list[DailyMetrics]
     timeline: list[dict]
     alerts: list[dict]
 
     @property
     def days(self) -> list[date]:
-        return [r["timestamp"].date() for r in self.rows]
+        return [r.timestamp.date() for r in self.rows]
 
     def values(self, column: str) -> list[float | None]:
-        return [r.get(column) for r in self.rows]
+        return [getattr(r, column) for r in self.rows]
 
     def alert_days(self, metric: str) -> set[date]:
         return {a["timestamp"].date() for a in self.alerts if a["metric"] == metric}
 
 
 def read_history(spec: ModelSpec, db: MetricsDB) -> History:
-    return History(spec, db.metrics(spec.name), db.timeline(spec.name), db.alerts(spec.name))
-
-
-def gaps(days: list[date]) -> list[tuple[int, date, date]]:
-    """Where consecutive monitored days are not consecutive dates: (index of the day after
-    the gap, first skipped date, last skipped date)."""
-    return [
-        (i, days[i - 1] + timedelta(days=1), days[i] - timedelta(days=1))
-        for i in range(1, len(days))
-        if days[i] - days[i - 1] > timedelta(days=1)
-    ]
+    return History(
+        spec,
+        DailyMetricsStore(db).rows(spec.name),
+        TimelineStore(db).entries(spec.name),
+        AlertStore(db).all(spec.name),
+    )
 
 
 def segments(days: list[date], versions: list[str] | None = None) -> list[range]:
@@ -88,11 +88,11 @@ def segments(days: list[date], versions: list[str] | None = None) -> list[range]
     return [range(s, e) for s, e in zip(starts, ends, strict=True)] if days else []
 
 
-def version_spans(rows: list[dict]) -> list[tuple[str, int, int]]:
+def version_spans(rows: list[DailyMetrics]) -> list[tuple[str, int, int]]:
     """Runs of days monitored with one model version: (version, first index, last index)."""
     spans: list[tuple[str, int, int]] = []
     for i, row in enumerate(rows):
-        version = str(row["model_version"])
+        version = str(row.model_version)
         if spans and spans[-1][0] == version:
             spans[-1] = (version, spans[-1][1], i)
         else:
@@ -280,11 +280,11 @@ def summary_markdown(history: History) -> str:
     ]
     by_version: dict[str, list[dict]] = {}
     for row in rows:
-        by_version.setdefault(str(row["model_version"]), []).append(row)
+        by_version.setdefault(str(row.model_version), []).append(row)
     for version, group in by_version.items():
-        drift = [r["prediction_drift"] for r in group if r["prediction_drift"] is not None]
-        ratio = [r[RMSE_RATIO] for r in group if r.get(RMSE_RATIO) is not None]
-        first, last = group[0]["timestamp"].date(), group[-1]["timestamp"].date()
+        drift = [r.prediction_drift for r in group if r.prediction_drift is not None]
+        ratio = [r.rmse_ratio for r in group if r.rmse_ratio is not None]
+        first, last = group[0].timestamp.date(), group[-1].timestamp.date()
         cells = [
             f"v{version}",
             str(len(group)),

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import dagster as dg
 
-from mlops_assets.monitoring import drift
+from mlops_assets.monitoring import evidently_metrics as E
 
 
 class ReportStore(dg.ConfigurableResource):
@@ -38,4 +38,4 @@ class ReportStore(dg.ConfigurableResource):
         return path
 
     def save(self, snapshot, model_name: str, day: str, title: str | None = None) -> Path:
-        return drift.save_html(snapshot, self.path_for(model_name, day), title)
+        return E.save_html(snapshot, self.path_for(model_name, day), title)

@@ -4,13 +4,14 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
-from mlops_assets.io import DayFrames
 from mlops_assets.keys import model_key, trips_key
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.io import DayFrames
+from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.partitions import monthly_partitions
 from mlops_assets.training import model as M
-from mlops_assets.training.promotion import beats_mean, mean_refusal, promote_if_no_worse
-from mlops_assets.training.registry import ModelRegistry
+from mlops_assets.training.champion import consider
+from mlops_assets.training.promotion import beats_mean, mean_refusal
+from mlops_assets.training.registry_resource import ModelRegistry
 from mlops_core.specs import ModelSpec
 
 
@@ -111,7 +112,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         artifact_path = model_registry.bundle_dir(spec.name, registered.version) / spec.training.artifact
         # Champion if it beats the mean predictor and is the spec's first model or no worse
         # than the champion on this month's holdout; in effect from the month after at the earliest.
-        decision = promote_if_no_worse(
+        decision = consider(
             spec,
             candidate=bundle,
             registered=registered,

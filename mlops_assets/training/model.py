@@ -146,3 +146,9 @@ def score(bundle: ModelBundle, rows: pd.DataFrame) -> Scores:
     """A bundle's scores on ``rows`` (only the rows it can score)."""
     usable = rows[feats.scorable(rows, bundle.features)]
     return Scores.of(usable[DURATION].to_numpy(dtype="float64"), bundle.predict(usable))
+
+
+def errors(bundle: ModelBundle, rows: pd.DataFrame) -> np.ndarray:
+    """A bundle's error (prediction minus actual) on each of ``rows`` it can score, in order."""
+    usable = rows[feats.scorable(rows, bundle.features)]
+    return bundle.predict(usable) - usable[DURATION].to_numpy(dtype="float64")

@@ -1,41 +1,51 @@
-"""Safe promotion: a new model becomes ``champion`` only if it beats the mean predictor on
-its holdout and is no worse than the champion.
+"""Whether a candidate model may replace the champion: pure rules over the evidence.
 
 The first test holds for every model, the spec's first included: a model whose holdout RMSE
 is not below the RMSE of predicting the training mean is refused whatever the champion
 scores (there may be none). With no acceptable model a spec has no champion at all, and
 monitoring and serving say why (``RegistryOps.refusal``) instead of using a bad one.
 
-Then both models are scored on the same holdout rows (the candidate's holdout: the most
-recent data). A candidate trained on older data than the champion is never promoted over
-it. A promoted model is recorded in the model timeline of the metrics DB, in effect from
-the first day that has not been monitored yet (and never before the day after its own
-data), so days already monitored keep the model they were monitored with; then the MLflow
-alias ``champion`` moves to it. The decision, both scores and the mean predictor's go to
-MLflow tags and to the caller's asset metadata. The spec's first model that beats the mean
-is champion without a contest.
+Then candidate and champion are compared on the same holdout rows (the candidate's holdout:
+the most recent data), from their per-row errors (``Contender.errors``): a candidate trained
+on older data than the champion is never promoted over it (an old month's duration_model
+re-materialized after a retrain, say), and it must be no worse than the champion. The
+spec's first model that beats the mean is champion without a contest.
+
+``training/champion.py`` gathers the evidence, asks ``judge`` and carries the decision out.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
-import pandas as pd
+import numpy as np
 
-from mlops_assets.metrics_db import MetricsDB
-from mlops_assets.training import model as M
-from mlops_assets.training.registry import ModelRegistry
 from mlops_core.bundle import ModelInfo
-from mlops_core.registry import (
-    DECISION_REASON_TAG,
-    DECISION_TAG,
-    NOT_PROMOTED,
-    PROMOTED,
-    RegisteredVersion,
-)
-from mlops_core.specs import ModelSpec
+from mlops_core.registry import DECISION_REASON_TAG, DECISION_TAG, NOT_PROMOTED, PROMOTED
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A model as promotion sees it: its version, the last day of its data, and its error
+    (prediction minus actual) on each holdout row it scored."""
+
+    version: str
+    window_end: date
+    errors: np.ndarray
+
+    @property
+    def rmse(self) -> float:
+        return float(np.sqrt(np.mean(self.errors**2))) if len(self.errors) else math.nan
+
+
+@dataclass(frozen=True)
+class Evidence:
+    candidate: Contender
+    candidate_info: ModelInfo  # its holdout and mean-predictor scores
+    champion: Contender | None  # scored on the candidate's holdout rows; None: no champion yet
+    n_holdout_rows: int
 
 
 @dataclass(frozen=True)
@@ -76,10 +86,6 @@ class Decision:
         return out
 
 
-def no_worse(candidate_rmse: float, champion_rmse: float) -> bool:
-    return candidate_rmse <= champion_rmse
-
-
 def beats_mean(info: ModelInfo) -> bool:
     """The holdout RMSE is finite and below the mean predictor's on the same holdout."""
     return math.isfinite(info.holdout.rmse) and info.holdout.rmse < info.mean_baseline.rmse
@@ -92,125 +98,26 @@ def mean_refusal(info: ModelInfo) -> str:
     )
 
 
-def promote_if_no_worse(
-    spec: ModelSpec,
-    *,
-    candidate: M.ModelBundle,
-    registered: RegisteredVersion,
-    holdout_rows: pd.DataFrame,
-    earliest_effective: date,
-    registry: ModelRegistry,
-    db: MetricsDB,
-    log=None,
-) -> Decision:
-    """Decide, record and (when promoted) move the alias; logs the decision to ``log``."""
-    decision = _decide(
-        spec,
-        candidate=candidate,
-        registered=registered,
-        holdout_rows=holdout_rows,
-        earliest_effective=earliest_effective,
-        registry=registry,
-        db=db,
+def judge(evidence: Evidence) -> tuple[bool, str]:
+    """(promote?, why), by the rules above."""
+    info = evidence.candidate_info
+    if not beats_mean(info):
+        return False, mean_refusal(info)
+    champion = evidence.champion
+    if champion is None:
+        return True, "first model of this spec that beats the mean predictor"
+    cand_rmse, champ_rmse, n = info.holdout.rmse, champion.rmse, evidence.n_holdout_rows
+    if champion.window_end > evidence.candidate.window_end:
+        return False, (
+            f"trained on data up to {evidence.candidate.window_end}, older than champion "
+            f"v{champion.version}'s (up to {champion.window_end})"
+        )
+    if cand_rmse > champ_rmse:
+        return False, (
+            f"candidate holdout RMSE {cand_rmse:.4f} is worse than champion v{champion.version}'s "
+            f"{champ_rmse:.4f} on the same {n} holdout rows"
+        )
+    return True, (
+        f"candidate holdout RMSE {cand_rmse:.4f} <= champion v{champion.version}'s "
+        f"{champ_rmse:.4f} on the same {n} holdout rows (mean predictor: {info.mean_baseline.rmse:.4f})"
     )
-    if log is not None:
-        log.info(
-            "%s v%s: %s (%s)",
-            spec.name,
-            registered.version,
-            "promoted" if decision.promoted else "not promoted",
-            decision.reason,
-        )
-    return decision
-
-
-def _decide(spec, *, candidate, registered, holdout_rows, earliest_effective, registry, db) -> Decision:
-    version = registered.version
-    window_end = date.fromisoformat(candidate.info.window_end)
-    cand_rmse = candidate.info.holdout.rmse
-    baseline = candidate.info.mean_baseline.rmse
-    timeline = db.timeline(spec.name)
-    champion_version = registry.champion(spec.name)
-    if champion_version is None and timeline:  # the registry lost its alias: the timeline knows
-        champion_version = timeline[-1]["model_version"]
-
-    def decide(promoted, reason, champ_rmse=None, effective=None) -> Decision:
-        return Decision(
-            promoted, version, cand_rmse, champion_version, champ_rmse, effective, reason, baseline
-        )
-
-    if not beats_mean(candidate.info):  # first of all: no champion at all beats a bad one
-        return _refuse(spec, registry, decide(False, mean_refusal(candidate.info)))
-
-    if not timeline:
-        decision = decide(
-            True, "first model of this spec that beats the mean predictor", None, earliest_effective
-        )
-        _record(spec, decision, candidate, registry, db, window_end, previous=None)
-        return decision
-
-    if champion_version == version:
-        registry.set_champion(spec.name, version)  # heals an alias that a failed run did not move
-        return decide(False, f"v{version} is already the champion", cand_rmse)
-
-    champion = registry.load(spec.name, champion_version, spec.training.artifact)
-    champ_rmse = M.score(champion, holdout_rows).rmse
-
-    if date.fromisoformat(champion.info.window_end) > window_end:
-        # e.g. an old month's duration_model re-materialized after a retrain: never go back.
-        reason = (
-            f"trained on data up to {window_end}, older than champion v{champion_version}'s "
-            f"(up to {champion.info.window_end})"
-        )
-        return _refuse(spec, registry, decide(False, reason, champ_rmse))
-    if not no_worse(cand_rmse, champ_rmse):
-        reason = (
-            f"candidate holdout RMSE {cand_rmse:.4f} is worse than champion v{champion_version}'s "
-            f"{champ_rmse:.4f} on the same {len(holdout_rows)} holdout rows"
-        )
-        return _refuse(spec, registry, decide(False, reason, champ_rmse))
-
-    last = db.last_monitored_day(spec.name)
-    effective = max(
-        earliest_effective,
-        (last + timedelta(days=1)) if last else earliest_effective,
-        timeline[-1]["effective_from"],
-    )
-    reason = (
-        f"candidate holdout RMSE {cand_rmse:.4f} <= champion v{champion_version}'s "
-        f"{champ_rmse:.4f} on the same {len(holdout_rows)} holdout rows (mean predictor: {baseline:.4f})"
-    )
-    decision = decide(True, reason, champ_rmse, effective)
-    _record(spec, decision, candidate, registry, db, window_end, previous=champion_version)
-    return decision
-
-
-def _refuse(spec: ModelSpec, registry: ModelRegistry, decision: Decision) -> Decision:
-    """A refusal: recorded on the candidate's MLflow version; the alias and timeline stay."""
-    registry.set_tags(spec.name, decision.candidate_version, decision.tags())
-    return decision
-
-
-def _record(
-    spec,
-    decision: Decision,
-    candidate,
-    registry: ModelRegistry,
-    db: MetricsDB,
-    window_end,
-    previous,
-):
-    # The timeline first: monitoring reads it. If moving the alias then fails, re-running
-    # the same materialization finds the same version and moves the alias.
-    db.record_in_effect(
-        spec.name,
-        decision.candidate_version,
-        decision.effective_from,
-        reason=decision.reason,
-        holdout_rmse=decision.candidate_rmse,
-        previous_version=previous,
-        previous_rmse=decision.champion_rmse,
-        window_end=window_end,
-    )
-    registry.set_champion(spec.name, decision.candidate_version)
-    registry.set_tags(spec.name, decision.candidate_version, decision.tags())

@@ -5,7 +5,7 @@ Real components: the real 2022-01 TLC file, doctored so that the month's second 
 holdout) has its trip distances shuffled between trips (a scrambled meter column: the model
 learns minutes per mile on the first half and is worse than the mean on the second), the
 real assets under ``dg.materialize``, a real MLflow store, the prediction service's own
-``ModelService`` behind Django's test client. ``promote_if_no_worse`` is called directly with
+``ModelService`` behind Django's test client. ``champion.consider`` is called directly with
 real trained models for the case "worse than the mean but better than the champion".
 """
 
@@ -20,7 +20,8 @@ from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
 from mlops_assets.resources import build_resources
 from mlops_assets.training import model as M
-from mlops_assets.training.promotion import promote_if_no_worse
+from mlops_assets.training.champion import consider
+from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, scrambled_copy
 from mlops_core.schema import DURATION
 
@@ -75,7 +76,7 @@ def test_a_first_model_worse_than_the_mean_is_refused_and_never_served(
     assert registry.champion(SPEC.name) is None
     tags = registry.version_tags(SPEC.name, "1")
     assert tags["decision"] == "not_promoted" and tags["decision_reason"] == reason
-    assert R.metrics_db(settings).timeline(SPEC.name) == []
+    assert TimelineStore(R.metrics_db(settings)).entries(SPEC.name) == []
 
     # Monitoring refuses with the reason.
     assert dg.materialize(
@@ -118,7 +119,7 @@ def test_a_candidate_worse_than_the_mean_is_refused_even_when_it_beats_the_champ
         champion, artifact=SPEC.training.artifact, params={}, tags={"source": "test"}
     )
     registry.set_champion(SPEC.name, registered.version)
-    db.record_in_effect(SPEC.name, registered.version, date(2022, 1, 16), reason="test champion")
+    TimelineStore(db).record(SPEC.name, registered.version, date(2022, 1, 16), reason="test champion")
 
     candidate = M.train(SPEC, first.assign(**{DURATION: (45 - first[DURATION]).clip(lower=1)}), holdout)
     champion_rmse = M.score(champion, holdout).rmse
@@ -131,7 +132,7 @@ def test_a_candidate_worse_than_the_mean_is_refused_even_when_it_beats_the_champ
     version = registry.register(
         candidate, artifact=SPEC.training.artifact, params={}, tags={"source": "test"}
     )
-    decision = promote_if_no_worse(
+    decision = consider(
         SPEC,
         candidate=candidate,
         registered=version,
@@ -143,7 +144,7 @@ def test_a_candidate_worse_than_the_mean_is_refused_even_when_it_beats_the_champ
     assert not decision.promoted
     assert "does not beat the mean predictor's" in decision.reason
     assert registry.champion(SPEC.name) == registered.version
-    assert [t["model_version"] for t in db.timeline(SPEC.name)] == [registered.version]
+    assert [t["model_version"] for t in TimelineStore(db).entries(SPEC.name)] == [registered.version]
     tags = registry.version_tags(SPEC.name, version.version)
     assert tags["decision"] == "not_promoted" and tags["decision_reason"] == decision.reason
     assert float(tags["mean_baseline_rmse"]) == pytest.approx(info.mean_baseline.rmse)

@@ -37,7 +37,8 @@ import yaml
 
 from mlops_assets import constants as C
 from mlops_assets.alerting.sensor import read_cursor, sensor_name
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.storage.engine import MetricsDB
+from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets_tests.helpers import copy_timeline, default_spec, start_process, stop_process, wait_for
 from mlops_assets_tests.stack.support import REPO, SECRETS, compose, dotenv, start_listening
 
@@ -197,7 +198,7 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
         }, {e.dagster_event_type.name for e in events}
         engine = {e.message.split(" (pid")[0] for e in events if e.dagster_event_type.name == "ENGINE_EVENT"}
         assert "Started process for run" in engine  # the code server's run subprocess
-        rows = metrics.metrics(SPEC.name)
+        rows = [r.as_dict() for r in DailyMetricsStore(metrics).rows(SPEC.name)]
         assert [str(r["timestamp"].date()) for r in rows] == list(DAYS)
         assert {r["dagster_run_id"] for r in rows} == {run.run_id}
         assert {r["model_version"] for r in rows} == {"1"}

@@ -37,12 +37,15 @@ import sqlalchemy as sa
 import yaml
 
 from mlops_assets import constants as C
-from mlops_assets.alerting.alerts import breach_line
+from mlops_assets.alerting.messages import breach_line
 from mlops_assets.alerting.sensor import sensor_name
+from mlops_assets.alerting.store import AlertStore
 from mlops_assets.definitions import build_defs
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.storage.engine import MetricsDB
+from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
+from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.conftest import PG_ADMIN_URL
 from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message
 from mlops_assets_tests.stack.support import (
@@ -233,15 +236,15 @@ def backfill(trained_home, trip_data_dir, tmp_path_factory):
             instance=dg.DagsterInstance.ephemeral(), cursor=None, resources=defs.resources
         ) as context:
             evaluation = sensor(context)
-        rows = pd.DataFrame(metrics.metrics(spec.name))
-        alerts = pd.DataFrame(metrics.alerts(spec.name))
+        rows = pd.DataFrame([r.as_dict() for r in DailyMetricsStore(metrics).rows(spec.name)])
+        alerts = pd.DataFrame(AlertStore(metrics).all(spec.name))
         outbox = sorted((home / "outbox").glob("*.eml"))
         yield {
             "db": databases,
             "spec": spec,
             "rows": rows,
             "alerts": alerts,
-            "timeline": metrics.timeline(spec.name),
+            "timeline": TimelineStore(metrics).entries(spec.name),
             "evaluation": evaluation,
             "outbox": outbox,
         }

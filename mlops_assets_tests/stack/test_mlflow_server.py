@@ -41,8 +41,9 @@ from mlflow import MlflowClient
 from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
-from mlops_assets.metrics_db import MetricsDB
-from mlops_assets.training.registry import ModelRegistry
+from mlops_assets.lib.storage.engine import MetricsDB
+from mlops_assets.training.registry_resource import ModelRegistry
+from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, stop_process
 from mlops_assets_tests.helpers import wait_for as wait_until
 from mlops_assets_tests.stack.support import (
@@ -220,7 +221,7 @@ def test_models_registered_promoted_and_served_through_the_compose_mlflow_server
         pd.Series(downloaded.predict(trips)), pd.Series(trained_here.predict(trips)), check_names=False
     )
     # The metrics DB timeline (PostgreSQL) agrees with the registry.
-    timeline = MetricsDB(url=stack_db.metrics_url).timeline(SPEC.name)
+    timeline = TimelineStore(MetricsDB(url=stack_db.metrics_url)).entries(SPEC.name)
     assert timeline[-1]["model_version"] == champion
     assert timeline[0]["effective_from"] >= date(2022, 2, 1)
     # The prediction service followed: the retrain's /reload (compose token) when it promoted.

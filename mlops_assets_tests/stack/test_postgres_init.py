@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import sqlalchemy as sa
 
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets_tests.conftest import PG_ADMIN_URL
 from mlops_assets_tests.stack.support import INIT_SCRIPT, StackDatabases
 

@@ -1,4 +1,4 @@
-"""What an alert says: the original design's line format, one email per evaluation.
+"""What an alert email says: the original design's line format, one email per evaluation.
 
 One email lists every rule's new breaches. Drift lines keep the original form
 (``Threshold breach (>0.20): 2022-02-19 00:00 — 0.2341``); other rules' lines name their metric
@@ -9,17 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mlops_core.specs import PREDICTION_DRIFT, AlertRule, threshold_text
-
-WHAT = {
-    "prediction_drift": "Evidently ValueDrift on the model's predictions vs its reference data",
-    "num_drifted_columns": "features whose distribution drifted (Evidently ValueDrift per feature)",
-    "share_missing_values": "share of missing feature values",
-    "rmse": "the day's RMSE in minutes, from the actual durations",
-    "mae": "the day's mean absolute error in minutes",
-    "mean_error": "the day's mean of prediction minus actual, minutes (the bias)",
-    "rmse_ratio": "the day's RMSE over the holdout RMSE of the model in effect",
-}
+from mlops_assets.keys import drift_key
+from mlops_assets.lib.links import Links
+from mlops_core.daily_metrics import PREDICTION_DRIFT, describe
+from mlops_core.specs import AlertRule, ModelSpec, threshold_text
 
 
 def breach_line(
@@ -72,7 +65,7 @@ def rule_text(alert: dict, rules: dict[str, AlertRule]) -> str:
     rule = rules.get(alert["rule"])
     described = rule.describe() if rule is not None else rule_label(alert)
     retrain = " (requests a retrain)" if alert.get("retrain") else ""
-    return f"  {described}{retrain}: {WHAT.get(alert['metric'], alert['metric'])}"
+    return f"  {described}{retrain}: {describe(alert['metric'])}"
 
 
 def body(model_name: str, alerts: list[dict], rules: list[AlertRule], links: dict[str, str]) -> str:
@@ -96,3 +89,11 @@ def body(model_name: str, alerts: list[dict], rules: list[AlertRule], links: dic
 
 def _version_key(version: str):
     return (0, int(version)) if version.isdigit() else (1, version)
+
+
+def alert_links(spec: ModelSpec, links: Links) -> dict[str, str]:
+    """Where an alert's reader looks next: the drift partitions in Dagster, Grafana."""
+    out = {"Dagster": links.asset_partitions(drift_key(spec))}
+    if links.grafana_url:
+        out["Grafana"] = links.grafana_url
+    return out

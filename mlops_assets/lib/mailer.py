@@ -1,11 +1,14 @@
-"""Sending alert emails: SMTP when a host is configured, else an ``.eml`` file in the outbox.
+"""Sending emails: SMTP when a host is configured, else an ``.eml`` file in the outbox.
+
+Transport only: what an email says is rendered by the domain that sends it (the alert
+sensor's ``alerting/messages.py``); the mailer takes a subject and a body and delivers them.
 
 The code location wires the fields from ``SMTP_HOST``, ``SMTP_PORT``, ``SMTP_USER``,
 ``SMTP_STARTTLS``, ``ALERT_EMAIL_FROM`` and ``ALERT_EMAIL_TO`` (comma-separated), and the
 password as ``dg.EnvVar("SMTP_PASSWORD")`` (the UI shows the variable's name, never its
 value); the password is scrubbed from every error message. Without a host the email is
 written atomically to ``outbox_dir`` (``MLOPS_HOME/outbox``) and logged, so the demo runs
-offline. The links an alert carries (Dagster UI, Grafana) are the mailer's too.
+offline.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class MailError(RuntimeError):
 
 
 class Mailer(dg.ConfigurableResource):
-    """Alert email transport: SMTP at ``smtp_host``, or ``.eml`` files in ``outbox_dir``."""
+    """Email transport: SMTP at ``smtp_host``, or ``.eml`` files in ``outbox_dir``."""
 
     outbox_dir: str
     smtp_host: str | None = None
@@ -51,8 +54,6 @@ class Mailer(dg.ConfigurableResource):
     sender: str | None = None
     recipients: str | None = None  # comma-separated
     timeout_seconds: float = 10.0
-    dagster_ui_url: str = "http://localhost:3000"
-    grafana_url: str | None = None
 
     # --- settings -------------------------------------------------------------------------
     def port(self) -> int:
@@ -63,15 +64,6 @@ class Mailer(dg.ConfigurableResource):
 
     def to_addresses(self) -> list[str]:
         return [a.strip() for a in (self.recipients or "").split(",") if a.strip()]
-
-    def links(self, model_name: str) -> dict[str, str]:
-        """Where an alert's reader looks next: the drift partitions in Dagster, Grafana."""
-        out = {
-            "Dagster": f"{self.dagster_ui_url.rstrip('/')}/assets/{model_name}/drift_metrics?view=partitions"
-        }
-        if self.grafana_url:
-            out["Grafana"] = self.grafana_url
-        return out
 
     def describe(self) -> str:
         host = self.smtp_host

@@ -1,4 +1,5 @@
 """Daily drift and model-quality metrics with Evidently 0.7, and the HTML report of each day.
+(The figures of the daily metrics row, ``mlops_core.daily_metrics.DailyMetrics``.)
 
 Per day, against the reference data of the model in effect that day (its holdout features,
 actual durations and predictions), in one Evidently report:
@@ -34,49 +35,16 @@ from __future__ import annotations
 import math
 import shutil
 import warnings
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
 import pandas as pd
 
 from mlops_core.bundle import PREDICTION
+from mlops_core.daily_metrics import ColumnDrift, DailyMetrics
 from mlops_core.features import Features
 from mlops_core.schema import DURATION
 from mlops_core.specs import DEFAULT_DRIFT_METHOD
-
-
-@dataclass(frozen=True)
-class ColumnDrift:
-    """One feature column's drift that day: Evidently's score, the method and threshold it
-    chose, and whether its test found the column drifted."""
-
-    column: str
-    score: float
-    method: str
-    threshold: float
-    drifted: bool
-
-
-@dataclass(frozen=True)
-class DayMetrics:
-    n_rows: int
-    n_scored: int
-    prediction_drift: float | None
-    num_drifted_columns: int | None
-    share_missing_values: float | None
-    rmse: float | None = None
-    mae: float | None = None
-    mean_error: float | None = None
-    drift_method: str = DEFAULT_DRIFT_METHOD
-    feature_drift: tuple[ColumnDrift, ...] = ()
-
-    @property
-    def drifted_columns(self) -> list[str] | None:
-        """The feature columns found drifted, in the model's column order (None without trips)."""
-        if self.num_drifted_columns is None:
-            return None
-        return [c.column for c in self.feature_drift if c.drifted]
 
 
 def data_definition(features: Features):
@@ -196,7 +164,9 @@ def compute(
     method: str = DEFAULT_DRIFT_METHOD,
     threshold: float | None = None,
 ):
-    """Metrics of one day (``current``) against ``reference``; returns (DayMetrics, snapshot).
+    """Metrics of one day (``current``) against ``reference``; returns (metrics, snapshot):
+    a ``DailyMetrics`` with the figures Evidently computes (the caller adds which model and
+    day, ``rmse_ratio`` and the report) and Evidently's snapshot (None without trips).
 
     ``current`` holds the feature columns, ``prediction`` (NaN where a row is not scored) and
     the actual ``duration``; ``reference`` is the same for the model's holdout, as a frame or
@@ -210,7 +180,7 @@ def compute(
     n_rows = len(current)
     n_scored = int(current[PREDICTION].notna().sum()) if n_rows else 0
     if n_rows == 0:
-        return DayMetrics(0, 0, None, None, None, drift_method=method), None
+        return DailyMetrics(n_rows=0, n_scored=0, drift_method=method), None
     definition = data_definition(features)
     with_prediction = n_scored > 0
     report = build_report(features, with_prediction=with_prediction, method=method, threshold=threshold)
@@ -223,11 +193,13 @@ def compute(
     result = snapshot.dict()
     drift_columns = feature_drift(result, [*features.categorical, *features.numerical])
     missing = _value(result, "DatasetMissingValueCount")
-    metrics = DayMetrics(
+    metrics = DailyMetrics(
         n_rows=n_rows,
         n_scored=n_scored,
         prediction_drift=_finite(_drift_score(result, PREDICTION)) if with_prediction else None,
         num_drifted_columns=sum(c.drifted for c in drift_columns),
+        # in the model's column order, comma-separated ("" for none)
+        drifted_columns=", ".join(c.column for c in drift_columns if c.drifted),
         share_missing_values=float(missing["share"]),
         rmse=_finite(_value(result, "RMSE")) if with_prediction else None,
         mae=_finite(_value(result, "MAE")["mean"]) if with_prediction else None,

@@ -12,24 +12,21 @@ mean predictor and is no worse (``training/promotion.py``). After a promotion, t
 prediction service is told to reload when ``SERVING_URL`` is set.
 """
 
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
-import pandas as pd
 
 from mlops_assets import constants as C
-from mlops_assets.data.sources import TripDataError, TripSource, months_between
+from mlops_assets.data.sources import TripSource
 from mlops_assets.keys import dummy_metrics_key, retrained_key, trips_key
-from mlops_assets.metrics_db import MetricsDB
+from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.partitions import daily_partitions
 from mlops_assets.training import model as M
 from mlops_assets.training.assets import model_metadata
-from mlops_assets.training.promotion import promote_if_no_worse
-from mlops_assets.training.registry import ModelRegistry
+from mlops_assets.training.champion import consider
+from mlops_assets.training.registry_resource import ModelRegistry
 from mlops_assets.training.serving_client import ServingClient
-from mlops_core import schema
-from mlops_core.features import scorable
+from mlops_assets.training.window import window_rows, window_trips
 from mlops_core.specs import ModelSpec
 
 RETRAIN_TAG = "mlops/retrain"
@@ -55,89 +52,6 @@ def retrain_run_name(breach_day: date, trigger: dict[str, str]) -> str:
     """The MLflow run's name: what it is, ``retrain 2022-01-31 (prediction_drift > 0.20)``."""
     why = trigger.get("trigger_rule") or "launched by hand"
     return f"retrain {breach_day} ({why})"
-
-
-class RetrainRefused(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class Window:
-    """The trips of a retrain window and the days of it that have none."""
-
-    first_day: date
-    last_day: date
-    rows: pd.DataFrame
-    missing_days: list[date]
-    notes: list[str]  # why whole months are missing (the trip source's message)
-
-    def describe_missing(self) -> str:
-        return day_ranges(self.missing_days) or "none"
-
-
-def day_ranges(days: list[date]) -> str:
-    """``2021-12-10 .. 2021-12-31 (22 days), 2022-01-05`` for a sorted list of days."""
-    runs: list[list[date]] = []
-    for day in days:
-        if runs and day - runs[-1][-1] == timedelta(days=1):
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    return ", ".join(
-        str(run[0]) if len(run) == 1 else f"{run[0]} .. {run[-1]} ({len(run)} days)" for run in runs
-    )
-
-
-def window_trips(spec: ModelSpec, breach_day: date, trip_source: TripSource) -> Window:
-    """The trips of the ``window_days`` ending at ``breach_day``, month by month from the trip
-    source: a month the source does not have (``TripDataError``) is a gap, not a failure."""
-    first_day = breach_day - timedelta(days=spec.retraining.window_days - 1)
-    start, end = pd.Timestamp(first_day), pd.Timestamp(breach_day + timedelta(days=1))
-    frames, notes = [], []
-    for month in months_between(start.to_pydatetime(), end.to_pydatetime()):
-        month_start = pd.Timestamp(month + "-01")
-        lo, hi = max(start, month_start), min(end, month_start + pd.offsets.MonthBegin(1))
-        try:
-            frame, _, _ = trip_source.trips_for(spec, lo.to_pydatetime(), hi.to_pydatetime())
-        except TripDataError as exc:
-            notes.append(f"{month}: {exc}")
-            continue
-        frames.append(frame)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    present = set(schema.day_keys(rows)) if len(rows) else set()
-    days = [first_day + timedelta(days=i) for i in range(spec.retraining.window_days)]
-    missing = [d for d in days if str(d) not in present]
-    return Window(first_day, breach_day, rows, missing, notes)
-
-
-def window_rows(spec: ModelSpec, window: Window) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The window's trips split into training rows and the holdout (its last days); refuses
-    (``RetrainRefused``) when fewer than ``min_rows`` of them can be used, or when the
-    training part or the holdout has none."""
-    settings = spec.retraining
-    holdout_start = window.last_day - timedelta(days=settings.holdout_days - 1)
-    rows = window.rows
-    usable = scorable(rows, spec.features) if len(rows) else pd.Series(dtype=bool)
-    gap = (
-        f" ({len(window.missing_days)} of its {settings.window_days} days have no trips: "
-        f"{window.describe_missing()})"
-        if window.missing_days
-        else ""
-    )
-    if int(usable.sum()) < settings.min_rows:
-        raise RetrainRefused(
-            f"{spec.name}: the window {window.first_day} .. {window.last_day} holds {int(usable.sum())} "
-            f"usable trips{gap}, fewer than retraining.min_rows={settings.min_rows}; refusing to "
-            "train on so little (add the missing trip data, or lower min_rows in the spec)"
-        )
-    train_rows, holdout_rows = M.split_by_days(rows, pd.Timestamp(holdout_start))
-    for part, what in ((train_rows, f"before {holdout_start}"), (holdout_rows, f"from {holdout_start} on")):
-        if not scorable(part, spec.features).any():
-            raise RetrainRefused(
-                f"{spec.name}: the window {window.first_day} .. {window.last_day} has no usable "
-                f"trips {what}{gap}; refusing to train or judge a model without them"
-            )
-    return train_rows, holdout_rows
 
 
 def tell_serving(serving: ServingClient, log) -> str:
@@ -216,7 +130,7 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             tags={"source": "retrain", "breach_day": str(breach_day), "spec": spec.name, **trigger},
             run_name=retrain_run_name(breach_day, trigger),
         )
-        decision = promote_if_no_worse(
+        decision = consider(
             spec,
             candidate=bundle,
             registered=registered,

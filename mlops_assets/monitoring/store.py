@@ -1,0 +1,134 @@
+"""Table ``dummy_metrics`` and its repository: one ``DailyMetrics`` row per model and day.
+
+The table's columns are ``mlops_core.daily_metrics.DailyMetrics``' fields (plus ``id``);
+its schema in the database is Alembic's (``lib/storage/migrations``), and a test checks that
+the two agree. Monitoring writes the rows (an upsert per run, in one transaction); the alert
+sensor, the history chart, Grafana and the demo read them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import date, datetime
+
+import sqlalchemy as sa
+
+from mlops_assets.lib.storage.engine import ID, MetricsDB, metadata, upsert_statement
+from mlops_core.daily_metrics import FIELDS, FLOAT_FIELDS, INT_FIELDS, TIME_FIELDS, DailyMetrics
+from mlops_core.specs import AlertRule
+
+KEY = ("model_name", "timestamp")
+
+
+def _sql_type(field: dataclasses.Field) -> sa.types.TypeEngine:
+    if field.name in TIME_FIELDS:
+        return sa.DateTime()
+    if field.name in INT_FIELDS:
+        return sa.Integer()
+    if field.name in FLOAT_FIELDS:
+        return sa.Float()
+    length = field.metadata["length"]
+    return sa.String(length) if length else sa.Text()
+
+
+dummy_metrics = sa.Table(
+    "dummy_metrics",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    *(
+        sa.Column(f.name, _sql_type(f), nullable=f.metadata["nullable"], doc=f.metadata["doc"])
+        for f in FIELDS
+    ),
+    # One row per model and day; the index behind it also serves "latest row per model"
+    # (WHERE model_name = ? ORDER BY timestamp DESC LIMIT 1 is a backward index scan).
+    sa.UniqueConstraint(*KEY, name="uq_dummy_metrics_model_timestamp"),
+    sa.Index("ix_dummy_metrics_model_computed_at", "model_name", "computed_at"),
+)
+
+
+class DailyMetricsStore:
+    """The ``dummy_metrics`` rows of the metrics DB ``db``."""
+
+    def __init__(self, db: MetricsDB):
+        self.db = db
+
+    def upsert(self, rows: Iterable[DailyMetrics]) -> int:
+        """Insert or replace the rows for (model_name, timestamp), all in one transaction."""
+        values = [row.as_dict() for row in rows]
+        if not values:
+            return 0
+        with self.db.transaction() as conn:
+            conn.execute(upsert_statement(self.db.engine(), dummy_metrics, values, KEY))
+        return len(values)
+
+    def rows(
+        self, model_name: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[DailyMetrics]:
+        """The model's rows in day order, optionally only days in [start, end)."""
+        query = sa.select(dummy_metrics).where(dummy_metrics.c.model_name == model_name)
+        if start is not None:
+            query = query.where(dummy_metrics.c.timestamp >= start)
+        if end is not None:
+            query = query.where(dummy_metrics.c.timestamp < end)
+        with self.db.transaction() as conn:
+            result = conn.execute(query.order_by(dummy_metrics.c.timestamp))
+            return [DailyMetrics.from_mapping(dict(r._mapping)) for r in result]
+
+    def latest(self, model_name: str) -> DailyMetrics | None:
+        query = (
+            sa.select(dummy_metrics)
+            .where(dummy_metrics.c.model_name == model_name)
+            .order_by(dummy_metrics.c.timestamp.desc())
+            .limit(1)
+        )
+        with self.db.transaction() as conn:
+            row = conn.execute(query).first()
+        return DailyMetrics.from_mapping(dict(row._mapping)) if row else None
+
+    def last_monitored_day(self, model_name: str) -> date | None:
+        row = self.latest(model_name)
+        return row.timestamp.date() if row else None
+
+    def computed_since(
+        self, model_name: str, since: datetime | None, *, strictly_after: bool = False
+    ) -> tuple[int, datetime | None]:
+        """How many rows were computed (inserted or re-computed) at or after ``since`` (UTC;
+        after it with ``strictly_after``), and the newest ``computed_at``: a range scan of the
+        (model_name, computed_at) index."""
+        where = [dummy_metrics.c.model_name == model_name]
+        if since is not None:
+            column = dummy_metrics.c.computed_at
+            where.append(column > since if strictly_after else column >= since)
+        summary = sa.select(sa.func.count(), sa.func.max(dummy_metrics.c.computed_at)).where(*where)
+        with self.db.transaction() as conn:
+            count, newest = conn.execute(summary).one()
+        return int(count), newest
+
+    def qualifying(
+        self,
+        model_name: str,
+        rule: AlertRule,
+        *,
+        computed_since: datetime | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[DailyMetrics]:
+        """The days that count towards ``rule``: its metric crosses its threshold (the rule's
+        own comparison, as SQL) and the day has at least ``min_rows`` trips; optionally only
+        rows computed at or after ``computed_since``, or days in [start, end]. Only such rows
+        are fetched, so a tick after a ten-year backfill costs what a tick after one day costs."""
+        where = [
+            dummy_metrics.c.model_name == model_name,
+            rule.compare(dummy_metrics.c[rule.metric]),
+            dummy_metrics.c.n_rows >= rule.min_rows,
+        ]
+        if computed_since is not None:
+            where.append(dummy_metrics.c.computed_at >= computed_since)
+        if start is not None:
+            where.append(dummy_metrics.c.timestamp >= start)
+        if end is not None:
+            where.append(dummy_metrics.c.timestamp <= end)
+        query = sa.select(dummy_metrics).where(*where).order_by(dummy_metrics.c.timestamp)
+        with self.db.transaction() as conn:
+            return [DailyMetrics.from_mapping(dict(r._mapping)) for r in conn.execute(query)]
