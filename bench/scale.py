@@ -58,11 +58,7 @@ from pathlib import Path
 
 import yaml
 from backfill import BIN, REPO, SPEC, env_for, fresh_home, train
-
-sys.path.insert(0, str(REPO))  # the tests' helpers: the UI's GraphQL, dagster dev's process
-
-from mlops_assets import local_instance
-from mlops_assets_tests.helpers import (
+from support import (
     BACKFILL_STATUS,
     FINISHED,
     LAUNCH_BACKFILL,
@@ -72,6 +68,8 @@ from mlops_assets_tests.helpers import (
     wait_for,
     wait_http,
 )
+
+from mlops_assets import local_instance
 
 # The code location's setting for splitting a backfill into runs of at most N days (settings.py).
 DAYS_PER_RUN_VAR = "MONITORING_BACKFILL_DAYS_PER_RUN"

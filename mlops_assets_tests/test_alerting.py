@@ -30,6 +30,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from bench.support import free_port
 from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.alerting.alerts import breach_line
@@ -39,13 +40,7 @@ from mlops_assets.metrics_db import MetricsDB, day_timestamp, utcnow
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets.training.retrain import RETRAIN_TAG, TRIGGER_DAY_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
-from mlops_assets_tests.helpers import (
-    default_spec,
-    failure_message,
-    free_port,
-    load_trips,
-    train_through_assets,
-)
+from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, train_through_assets
 from mlops_core.specs import Features, Retraining
 
 SPEC = default_spec()

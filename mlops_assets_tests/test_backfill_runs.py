@@ -22,6 +22,15 @@ import requests
 import sqlalchemy as sa
 import yaml
 
+from bench.support import (
+    BACKFILL_STATUS,
+    FINISHED,
+    LAUNCH_BACKFILL,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for,
+)
 from mlops_assets import constants as C
 from mlops_assets import local_instance
 from mlops_assets.definitions import build_defs
@@ -30,20 +39,13 @@ from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets_tests.helpers import (
     ARTIFACTS,
-    BACKFILL_STATUS,
     BIN,
     CHROMIUM,
-    FINISHED,
-    LAUNCH_BACKFILL,
     MONITORING,
     REPO,
     chromium,
     copy_timeline,
     default_spec,
-    free_port,
-    start_process,
-    stop_process,
-    wait_for,
 )
 from mlops_core.specs import SpecError, load_specs
 from mlops_core.text import ConfigError

@@ -28,6 +28,17 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from bench.support import (
+    BACKFILL_STATUS,
+    FINISHED,
+    LAUNCH_BACKFILL,
+    free_port,
+    group_alive,
+    start_process,
+    stop_process,
+    wait_for,
+    wait_http,
+)
 from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
@@ -37,23 +48,7 @@ from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets.training.retrain import RETRAIN_TAG
 from mlops_assets_tests.conftest import ENV_VARS, throwaway_database
-from mlops_assets_tests.helpers import (
-    ARTIFACTS,
-    BACKFILL_STATUS,
-    BIN,
-    FINISHED,
-    LAUNCH_BACKFILL,
-    MONITORING,
-    REPO,
-    chromium,
-    default_spec,
-    free_port,
-    group_alive,
-    start_process,
-    stop_process,
-    wait_for,
-    wait_http,
-)
+from mlops_assets_tests.helpers import ARTIFACTS, BIN, MONITORING, REPO, chromium, default_spec
 from mlops_assets_tests.test_alerting import SmtpServer
 
 pytestmark = pytest.mark.e2e

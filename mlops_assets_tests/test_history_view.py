@@ -21,6 +21,16 @@ import dagster as dg
 import pytest
 import requests
 
+from bench.support import (
+    BACKFILL_STATUS,
+    FINISHED,
+    LAUNCH_BACKFILL,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for,
+    wait_http,
+)
 from mlops_assets import constants as C
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
@@ -28,22 +38,7 @@ from mlops_assets.keys import history_key
 from mlops_assets.metrics_db import MetricsDB
 from mlops_assets.monitoring import history as H
 from mlops_assets.resources import build_resources
-from mlops_assets_tests.helpers import (
-    ARTIFACTS,
-    BACKFILL_STATUS,
-    BIN,
-    FINISHED,
-    LAUNCH_BACKFILL,
-    MONITORING,
-    REPO,
-    chromium,
-    default_spec,
-    free_port,
-    start_process,
-    stop_process,
-    wait_for,
-    wait_http,
-)
+from mlops_assets_tests.helpers import ARTIFACTS, BIN, MONITORING, REPO, chromium, default_spec
 
 SPEC = default_spec()
 FEBRUARY_2022 = [f"2022-02-0{d}" for d in range(1, 5)]

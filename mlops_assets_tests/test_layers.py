@@ -11,8 +11,11 @@ Layers, bottom to top (a module may import its own layer and any layer below, ne
 2. ``data``  3. ``training`` (retraining and promotion too)  4. ``monitoring``  5. ``alerting``;
 6. ``resources``, ``definitions``, ``demo``.
 
-``serving`` (the prediction service) may import ``mlops_core`` and itself only. The walk reads
-every ``import`` in every module (function-level ones included) with ``ast``; nothing runs.
+``serving`` (the prediction service) may import ``mlops_core`` and itself only. ``bench`` (the
+benchmarks) may import the product and itself, never the test suite; no product module imports
+``bench`` or the tests. The tests may import anything. The walk reads every ``import`` in every
+module (function-level ones included, and ``importlib.import_module`` / ``__import__`` of a
+literal name) with ``ast``; nothing runs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("mlops_core", "mlops_assets", "serving")
+BENCH, TESTS = "bench", "mlops_assets_tests"
 BASE = {"settings", "constants", "keys", "partitions", "io", "metrics_db", "local_instance", "__init__"}
 STAGES = {"data": 2, "training": 3, "monitoring": 4, "alerting": 5}
 TOP = {"resources", "definitions", "demo"}
@@ -33,9 +37,10 @@ ENV_READERS = {"mlops_assets/settings.py", "serving/config.py"}
 ENV_EXEMPT = {"serving/gunicorn.conf.py", "serving/wsgi.py", "mlops_assets/demo.py"}
 
 
-def modules() -> dict[str, Path]:
+def modules(packages=(*PACKAGES, BENCH)) -> dict[str, Path]:
+    """The walked modules by dotted name: the product's packages and the benchmarks."""
     out = {}
-    for package in PACKAGES:
+    for package in packages:
         for path in sorted((REPO / package).rglob("*.py")):
             rel = path.relative_to(REPO).with_suffix("")
             name = ".".join(rel.parts).removesuffix(".__init__")
@@ -44,12 +49,13 @@ def modules() -> dict[str, Path]:
 
 
 def layer(module: str) -> tuple[str, int]:
-    """(side, rank): side "core", "assets" or "serving"; rank within the code location."""
+    """(side, rank): side "core", "assets", "serving", "bench" or "tests"; rank within the code
+    location."""
     parts = module.split(".")
     if parts[0] == "mlops_core":
         return "core", 0
-    if parts[0] == "serving":
-        return "serving", 0
+    if parts[0] in ("serving", BENCH, TESTS):
+        return {"serving": "serving", BENCH: "bench", TESTS: "tests"}[parts[0]], 0
     if len(parts) == 1:
         return "assets", 1
     head = parts[1]
@@ -69,7 +75,17 @@ def imported(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and dynamic_import(node.func) and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value)
     return names
+
+
+def dynamic_import(func: ast.expr) -> bool:
+    """``importlib.import_module``, ``import_module`` or ``__import__``."""
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return name in ("import_module", "__import__")
 
 
 def project_module(name: str, known: dict[str, Path]) -> str | None:
@@ -83,9 +99,10 @@ def project_module(name: str, known: dict[str, Path]) -> str | None:
 
 def violations(extra: dict[str, set[str]] | None = None) -> list[str]:
     """Every import that breaks the layering (``extra``: imports to pretend a module has)."""
-    known = modules()
+    walked = modules()
+    known = {**walked, **modules((TESTS,))}
     found = []
-    for module, path in known.items():
+    for module, path in walked.items():
         side, rank = layer(module)
         for name in sorted(imported(path) | (extra or {}).get(module, set())):
             root = name.split(".")[0]
@@ -96,7 +113,14 @@ def violations(extra: dict[str, set[str]] | None = None) -> list[str]:
             if target is None or target == module:
                 continue
             t_side, t_rank = layer(target)
-            if side == "core" and t_side != "core":
+            if t_side == "tests":
+                who = "a benchmark" if side == "bench" else "product code"
+                found.append(f"{module} ({who}) imports the test suite's {target}")
+            elif t_side == "bench" and side != "bench":
+                found.append(f"{module} (product code) imports the benchmarks' {target}")
+            elif side == "bench":
+                continue  # the benchmarks may use any of the product
+            elif side == "core" and t_side != "core":
                 found.append(f"{module} (mlops_core) imports {target}")
             elif side == "serving" and t_side == "assets":
                 found.append(f"{module} (the service) imports the code location's {target}")
@@ -104,7 +128,7 @@ def violations(extra: dict[str, set[str]] | None = None) -> list[str]:
                 found.append(f"{module} imports the service's {target}")
             elif side == "assets" and t_side == "assets" and t_rank > rank:
                 found.append(f"{module} (layer {rank}) imports {target} (layer {t_rank}): upward")
-    return found
+    return sorted(set(found))  # one line per (module, what it imports)
 
 
 def test_imports_point_down():
@@ -113,19 +137,44 @@ def test_imports_point_down():
 
 def test_the_walk_sees_each_kind_of_wrong_import():
     """The check itself reports an upward import, Dagster in the core, the code location in
-    the service."""
+    the service, a benchmark importing the tests, product code importing the benchmarks."""
     found = violations(
         {
             "mlops_assets.training.promotion": {"mlops_assets.monitoring.assets"},
             "mlops_core.bundle": {"dagster"},
             "serving.runtime": {"mlops_assets.training.registry.ModelRegistry"},
+            "bench.scale": {"mlops_assets_tests.helpers", "mlops_assets_tests.helpers.free_port"},
+            "mlops_assets.demo": {"bench.support.wait_for"},
         }
     )
     assert sorted(found) == [
+        "bench.scale (a benchmark) imports the test suite's mlops_assets_tests.helpers",
+        "mlops_assets.demo (product code) imports the benchmarks' bench.support",
         "mlops_assets.training.promotion (layer 3) imports mlops_assets.monitoring.assets (layer 4): upward",
         "mlops_core.bundle imports dagster (no Dagster on this side)",
         "serving.runtime (the service) imports the code location's mlops_assets.training.registry",
     ]
+
+
+def test_the_walk_reads_the_imports_a_module_really_has(tmp_path):
+    """What ``imported`` reads from source: both forms of ``import``, function-level ones and
+    a dynamic import of a literal name."""
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import importlib\n"
+        "from mlops_assets_tests.helpers import free_port\n"
+        "def f():\n"
+        "    import bench.support\n"
+        "    return importlib.import_module('mlops_assets_tests.conftest'), __import__('serving')\n"
+    )
+    assert imported(module) == {
+        "importlib",
+        "mlops_assets_tests.helpers",
+        "mlops_assets_tests.helpers.free_port",
+        "bench.support",
+        "mlops_assets_tests.conftest",
+        "serving",
+    }
 
 
 def reads_environment(path: Path) -> bool:
@@ -152,7 +201,7 @@ def reads_environment(path: Path) -> bool:
 
 
 def env_readers() -> set[str]:
-    return {str(p.relative_to(REPO)) for p in modules().values() if reads_environment(p)}
+    return {str(p.relative_to(REPO)) for p in modules(PACKAGES).values() if reads_environment(p)}
 
 
 def test_the_environment_is_read_in_few_places():

@@ -29,11 +29,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from bench.support import wait_for
 from mlops_assets import constants as C
 from mlops_assets.definitions import build_defs
 from mlops_assets.metrics_db import MetricsDB, MetricsDBTimeout, dummy_metrics, upsert_statement
 from mlops_assets.resources import build_resources
-from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message, wait_for
+from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message
 
 SPEC = default_spec()
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]

@@ -35,10 +35,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from bench.support import start_process, stop_process, wait_for
 from mlops_assets import constants as C
 from mlops_assets.alerting.sensor import read_cursor, sensor_name
 from mlops_assets.metrics_db import MetricsDB
-from mlops_assets_tests.helpers import copy_timeline, default_spec, start_process, stop_process, wait_for
+from mlops_assets_tests.helpers import copy_timeline, default_spec
 from mlops_assets_tests.stack.support import REPO, SECRETS, compose, dotenv, start_listening
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
