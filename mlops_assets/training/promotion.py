@@ -13,7 +13,9 @@ the first day that has not been monitored yet (and never before the day after it
 data), so days already monitored keep the model they were monitored with; then the MLflow
 alias ``champion`` moves to it. The decision, both scores and the mean predictor's go to
 MLflow tags and to the caller's asset metadata. The spec's first model that beats the mean
-is champion without a contest.
+is champion without a contest. A version's tags keep the decision that promoted it: when
+the same model is judged again later (its month re-materialized, ``make demo`` run twice)
+and refused, the refusal is in that run's metadata only.
 """
 
 from __future__ import annotations
@@ -186,8 +188,10 @@ def _decide(spec, *, candidate, registered, holdout_rows, earliest_effective, re
 
 
 def _refuse(spec: ModelSpec, registry: ModelRegistry, decision: Decision) -> Decision:
-    """A refusal: recorded on the candidate's MLflow version; the alias and timeline stay."""
-    registry.set_tags(spec.name, decision.candidate_version, decision.tags())
+    """A refusal: recorded on the candidate's MLflow version, unless that version was promoted
+    once (its tags are that promotion's record); the alias and timeline stay."""
+    if registry.version_tags(spec.name, decision.candidate_version).get(DECISION_TAG) != PROMOTED:
+        registry.set_tags(spec.name, decision.candidate_version, decision.tags())
     return decision
 
 
