@@ -63,7 +63,7 @@ from support import (
     FINISHED,
     LAUNCH_BACKFILL,
     free_port,
-    start_process,
+    start_dagster_dev,
     stop_process,
     wait_for,
     wait_http,
@@ -327,9 +327,11 @@ class DagsterDev:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        self.proc = start_process(
-            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO,
+        self.proc = start_dagster_dev(
+            bin_dir=BIN,
+            workspace=REPO / "workspace.yaml",
+            dagster_home=Path(env["DAGSTER_HOME"]),
+            port=self.port,
             log_path=log,
             env=env,
         )

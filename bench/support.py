@@ -1,5 +1,5 @@
-"""Plumbing the benchmarks and the tests share: processes in their own group, ports, waits,
-and the Dagster UI's backfill GraphQL.
+"""Plumbing the benchmarks and the tests share: processes in their own group (``dagster dev``
+among them), ports, waits, and the Dagster UI's backfill GraphQL.
 
 A benchmark never imports the test suite (the suite's ``test_layers.py`` checks it): what
 both need lives here, and the tests import it as ``bench.support``. The bench scripts
@@ -38,6 +38,14 @@ def start_process(cmd: list[str], *, cwd, log_path, env=None):
     )
     proc._log_file = log  # type: ignore[attr-defined]
     return proc
+
+
+def start_dagster_dev(*, bin_dir: Path, workspace: Path, dagster_home: Path, port: int, log_path, env):
+    """``dagster dev`` (webserver + daemon) on 127.0.0.1:``port`` as ``make dev`` starts it: from
+    ``dagster_home`` (``env``'s DAGSTER_HOME), so the repository's top-level dagster.yaml, the
+    deployed instance's, does not make it warn that it is not the one in use."""
+    command = [str(bin_dir / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
+    return start_process(command, cwd=dagster_home, log_path=log_path, env=env)
 
 
 def stop_process(proc, timeout: float = 15.0) -> None:

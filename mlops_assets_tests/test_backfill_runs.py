@@ -27,7 +27,7 @@ from bench.support import (
     FINISHED,
     LAUNCH_BACKFILL,
     free_port,
-    start_process,
+    start_dagster_dev,
     stop_process,
     wait_for,
 )
@@ -227,9 +227,11 @@ def test_a_backfill_is_split_into_runs_that_the_queue_runs_in_parallel(
         "MONITORING_BACKFILL_DAYS_PER_RUN": str(DAYS_PER_RUN),
     }
     log = tmp_path / "dagster-dev.log"
-    dagster = start_process(
-        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO,
+    dagster = start_dagster_dev(
+        bin_dir=BIN,
+        workspace=REPO / "workspace.yaml",
+        dagster_home=dagster_home,
+        port=port,
         log_path=log,
         env=env,
     )

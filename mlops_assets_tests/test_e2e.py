@@ -34,6 +34,7 @@ from bench.support import (
     LAUNCH_BACKFILL,
     free_port,
     group_alive,
+    start_dagster_dev,
     start_process,
     stop_process,
     wait_for,
@@ -96,7 +97,7 @@ def stack(tmp_path_factory, trip_data_dir):
     ARTIFACTS.mkdir(exist_ok=True)
     home, dagster_home = root / "mlops_home", root / "dagster_home"
     dagster_home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     smtp_port, dagster_port, serving_port = free_port(), free_port(), free_port()
     with (
         throwaway_database("mlops_e2e") as pg_url,
@@ -167,9 +168,11 @@ def stack(tmp_path_factory, trip_data_dir):
             log_path=serving_log,
             env=process_env,
         )
-        dagster = start_process(
-            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(dagster_port)],
-            cwd=REPO,
+        dagster = start_dagster_dev(
+            bin_dir=BIN,
+            workspace=REPO / "workspace.yaml",
+            dagster_home=dagster_home,
+            port=dagster_port,
             log_path=dagster_log,
             env=process_env,
         )

@@ -26,7 +26,7 @@ from bench.support import (
     FINISHED,
     LAUNCH_BACKFILL,
     free_port,
-    start_process,
+    start_dagster_dev,
     stop_process,
     wait_for,
     wait_http,
@@ -97,9 +97,11 @@ def test_the_history_view_shows_drift_threshold_and_promotion(
         "DAGSTER_HOME": os.environ["DAGSTER_HOME"],
     }
     log = tmp_path / "dagster-dev.log"
-    dagster = start_process(
-        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO,
+    dagster = start_dagster_dev(
+        bin_dir=BIN,
+        workspace=REPO / "workspace.yaml",
+        dagster_home=Path(env["DAGSTER_HOME"]),
+        port=port,
         log_path=log,
         env=env,
     )
