@@ -7,17 +7,18 @@ import json
 
 import numpy as np
 import pandas as pd
+from sklearn import linear_model
 from sklearn.feature_extraction import DictVectorizer
-from sklearn.linear_model import Lasso, LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from mlops_core import features as feats
 from mlops_core.bundle import PREDICTION, ModelBundle, ModelInfo, Scores, clip_to
 from mlops_core.features import Features
 from mlops_core.schema import DURATION, PICKUP
-from mlops_core.specs import Bounds, ModelSpec
+from mlops_core.specs import ALGORITHMS, Bounds, ModelSpec
 
-ESTIMATORS = {"linear_regression": LinearRegression, "ridge": Ridge, "lasso": Lasso}
+# training.algorithm -> the scikit-learn estimator class (the spec validator checks its params)
+ESTIMATORS = {name: getattr(linear_model, cls) for name, cls in ALGORITHMS.items()}
 
 
 class TrainingError(ValueError):

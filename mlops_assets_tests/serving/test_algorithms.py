@@ -43,9 +43,9 @@ from mlops_assets_tests.helpers import (
 )
 from mlops_assets_tests.serving.conftest import REPO, home_registry, trip_payload
 from mlops_core import features as F
-from mlops_core.bundle import clip_to, load_pipeline
+from mlops_core.bundle import REGRESSORS, clip_to, load_pipeline
 from mlops_core.schema import DURATION
-from mlops_core.specs import load_specs
+from mlops_core.specs import ALGORITHMS, load_specs
 
 # (algorithm, its params: block as written in YAML, what the validator must make of it, class)
 CASES = [
@@ -54,6 +54,13 @@ CASES = [
     ("lasso", "{alpha: 0.01}", {"alpha": 0.01}, Lasso),
 ]
 DAYS = ("2022-02-01", "2022-02-02", "2022-02-03")
+
+
+def test_the_cases_cover_every_algorithm_a_spec_accepts():
+    """Every accepted algorithm is tested below, trains as its class, and the safe loader takes it."""
+    assert {c[0]: c[3] for c in CASES} == M.ESTIMATORS
+    assert {k: v.__name__ for k, v in M.ESTIMATORS.items()} == ALGORITHMS
+    assert set(REGRESSORS) == set(ALGORITHMS.values())
 
 
 def spec_with(folder, algorithm: str, params_yaml: str):
