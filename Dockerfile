@@ -57,7 +57,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 # its storage/ folder (compute logs, the default IO manager) is a volume shared by the
 # webserver, the daemon and the code server. MLOPS_HOME (caches, asset files, model bundles,
 # reports, outbox) is a volume of the code server, where runs execute.
-COPY deploy/dagster.yaml /opt/dagster/dagster_home/dagster.yaml
+COPY dagster.yaml /opt/dagster/dagster_home/dagster.yaml
 COPY workspace.docker.yaml /opt/dagster/app/workspace.yaml
 COPY serving/gunicorn.conf.py /opt/dagster/app/gunicorn.conf.py
 # DAGSTER_HOME itself is writable too (Dagster may keep small files there); dagster.yaml stays root's.

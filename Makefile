@@ -38,10 +38,15 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 ## make dev: the Dagster UI + daemon on http://localhost:3000 (runs kept in $(DAGSTER_HOME), whose
-## dagster.yaml is mlops_assets/local_instance.yaml: the run queue's limits)
+## dagster.yaml is mlops_assets/local_instance.yaml: the run queue's limits). `dagster dev` runs
+## from DAGSTER_HOME itself (physical path): started here, it would warn on every start that the
+## top-level dagster.yaml (the deployed instance's) is not the one it uses (dagster/_cli/dev.py).
+## So relative TRIP_DATA_DIR and MODEL_SPECS_DIR are made absolute first.
+dev: export TRIP_DATA_DIR := $(if $(TRIP_DATA_DIR),$(abspath $(TRIP_DATA_DIR)))
+dev: export MODEL_SPECS_DIR := $(if $(MODEL_SPECS_DIR),$(abspath $(MODEL_SPECS_DIR)))
 dev: $(STAMP)
 	@$(BIN)/python -m mlops_assets.local_instance "$(DAGSTER_HOME)"
-	$(BIN)/dagster dev -w workspace.yaml
+	cd -P "$(DAGSTER_HOME)" && DAGSTER_HOME="$$(pwd -P)" exec "$(abspath $(BIN))/dagster" dev -w "$(CURDIR)/workspace.yaml"
 
 ## make serve: the prediction service on http://127.0.0.1:$${SERVING_PORT:-8000} (gunicorn)
 serve: $(STAMP)

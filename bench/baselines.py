@@ -2,9 +2,8 @@
 were replaced by.
 
 The feature code before issue 7 (``original_*``, verbatim apart from names): ``bench/serving.py``
-times ``ModelBundle.predict`` with it and with ``mlops_core.features``, and
-``mlops_assets_tests/serving/test_features_fast_path.py`` uses it as the oracle the fast path
-must match exactly.
+times ``ModelBundle.predict`` with it and with ``mlops_core.features``, and the serving
+tests' ``test_features_fast_path.py`` uses it as the oracle the fast path must match exactly.
 """
 
 from __future__ import annotations

@@ -58,20 +58,18 @@ from pathlib import Path
 
 import yaml
 from backfill import BIN, REPO, SPEC, env_for, fresh_home, train
-
-sys.path.insert(0, str(REPO))  # the tests' helpers: the UI's GraphQL, dagster dev's process
-
-from mlops_assets import local_instance
-from mlops_assets_tests.helpers import (
+from support import (
     BACKFILL_STATUS,
     FINISHED,
     LAUNCH_BACKFILL,
     free_port,
-    start_process,
+    start_dagster_dev,
     stop_process,
     wait_for,
     wait_http,
 )
+
+from mlops_assets import local_instance
 
 # The code location's setting for splitting a backfill into runs of at most N days (settings.py).
 DAYS_PER_RUN_VAR = "MONITORING_BACKFILL_DAYS_PER_RUN"
@@ -329,9 +327,11 @@ class DagsterDev:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        self.proc = start_process(
-            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO,
+        self.proc = start_dagster_dev(
+            bin_dir=BIN,
+            workspace=REPO / "workspace.yaml",
+            dagster_home=Path(env["DAGSTER_HOME"]),
+            port=self.port,
             log_path=log,
             env=env,
         )

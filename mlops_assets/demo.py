@@ -208,14 +208,20 @@ class Demo:
             f"    v{md['model_version']}: holdout RMSE {md['holdout_rmse']:.3f} min "
             f"(mean predictor {md['mean_baseline_rmse']:.3f}); {outcome(md)}"
         )
-        if md["decision"] != "promoted":
-            say()
-            say(f"No model of {self.spec.name} is accepted: v{md['model_version']} was registered in MLflow")
-            say("(with the reason in its tags) but not promoted, so nothing can be monitored or served")
-            say("(the prediction service's /ready answers 503 with the same reason). Train on a month")
-            say("where the model beats predicting the mean, or change the spec's features or filters.")
-            raise SystemExit(1)
-        return md
+        if md["decision"] == "promoted":
+            return md
+        # Not promoted: on a home with an earlier run, because a champion exists already (this
+        # model itself, or a later one); otherwise no model of the spec is accepted at all.
+        champion = R.model_registry(self.settings).champion(self.spec.name)
+        if champion is not None:
+            say(f"    champion v{champion} stays; monitoring goes on with the models in effect")
+            return md
+        say()
+        say(f"No model of {self.spec.name} is accepted: v{md['model_version']} was registered in MLflow")
+        say("(with the reason in its tags) but not promoted, so nothing can be monitored or served")
+        say("(the prediction service's /ready answers 503 with the same reason). Train on a month")
+        say("where the model beats predicting the mean, or change the spec's features or filters.")
+        raise SystemExit(1)
 
     def monitor(self, month: str) -> list[dict]:
         start = pd.Timestamp(month + "-01")
@@ -279,6 +285,12 @@ class Demo:
             outcomes.append(md)
         return outcomes
 
+    def retrains(self) -> list[dict]:
+        """The metadata of every retrain in this instance (this run's and an earlier run's on the
+        same home), oldest first: a second run on a home tells the story of the first."""
+        records = self.instance.fetch_materializations(self.key(C.RETRAINED_MODEL), limit=10_000).records
+        return [{k: v.value for k, v in r.asset_materialization.metadata.items()} for r in reversed(records)]
+
     def draw_history(self) -> None:
         """Materialize monitoring_history last, so ``make dev`` shows the whole story as a chart."""
         result = self.run(
@@ -331,13 +343,12 @@ def main() -> int:
         say(f"  story, delete it first (rm -rf {settings.home}; the TLC downloads are in its cache/).")
     say()
     demo.train()
-    retrains = []
     for month in months:
         demo.monitor(month)
-        retrains += demo.sensor_tick()
+        demo.sensor_tick()
     demo.draw_history()
     say()
-    print_story(spec, settings, retrains)
+    print_story(spec, settings, demo.retrains())
     return 0
 
 

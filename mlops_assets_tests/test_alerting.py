@@ -17,6 +17,7 @@ import email.policy
 import http.server
 import json
 import logging
+import re
 import threading
 import time
 from datetime import date, datetime
@@ -30,6 +31,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from bench.support import free_port
 from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.alerting.messages import breach_line
@@ -47,13 +49,7 @@ from mlops_assets.training.retrain_asset import (
     TRIGGER_VALUE_TAG,
 )
 from mlops_assets.training.store import TimelineStore
-from mlops_assets_tests.helpers import (
-    default_spec,
-    failure_message,
-    free_port,
-    load_trips,
-    train_through_assets,
-)
+from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, train_through_assets
 from mlops_core.daily_metrics import DailyMetrics
 from mlops_core.specs import Features, Retraining
 
@@ -578,3 +574,28 @@ def test_a_model_on_older_data_never_replaces_the_champion(home, settings, resou
         "trained on data up to 2021-03-31, older than champion v2's (up to 2022-01-31)"
     )
     assert R.model_registry(settings).champion(SPEC.name) == "2"
+
+
+def test_a_model_promoted_before_and_refused_later_keeps_its_promotion_tags(home, settings, resources):
+    """After a retrain replaced v1, re-materializing v1's month finds the same model (same
+    fingerprint, v1) and refuses it against the new champion: the refusal is in the run's
+    metadata; v1's MLflow tags keep the decision that promoted it; champion and timeline stay."""
+    registry, db = R.model_registry(settings), R.metrics_db(settings)
+    v1_tags = registry.version_tags(SPEC.name, "1")
+    assert v1_tags["decision"] == "promoted"
+    assert retrain(build_defs([SPEC], resources), "2022-01-31").success
+    assert registry.champion(SPEC.name) == "2"
+    timeline = TimelineStore(db).entries(SPEC.name)
+
+    result = train_through_assets(build_defs([SPEC], resources), SPEC, "2022-01")
+    assert result.success, failure_message(result)
+    (event,) = result.get_asset_materialization_events()
+    md = {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+    assert (md["model_version"], md["newly_registered"], md["decision"]) == ("1", False, "not promoted")
+    assert re.fullmatch(
+        r"candidate holdout RMSE [\d.]+ is worse than champion v2's [\d.]+ on the same \d+ holdout rows",
+        md["decision_reason"],
+    )
+    assert registry.version_tags(SPEC.name, "1") == v1_tags
+    assert registry.champion(SPEC.name) == "2"
+    assert TimelineStore(db).entries(SPEC.name) == timeline

@@ -22,6 +22,15 @@ import requests
 import sqlalchemy as sa
 import yaml
 
+from bench.support import (
+    BACKFILL_STATUS,
+    FINISHED,
+    LAUNCH_BACKFILL,
+    free_port,
+    start_dagster_dev,
+    stop_process,
+    wait_for,
+)
 from mlops_assets import constants as C
 from mlops_assets import local_instance
 from mlops_assets.definitions import build_defs
@@ -31,20 +40,13 @@ from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets_tests.helpers import (
     ARTIFACTS,
-    BACKFILL_STATUS,
     BIN,
     CHROMIUM,
-    FINISHED,
-    LAUNCH_BACKFILL,
     MONITORING,
     REPO,
     chromium,
     copy_timeline,
     default_spec,
-    free_port,
-    start_process,
-    stop_process,
-    wait_for,
 )
 from mlops_core.specs import SpecError, load_specs
 from mlops_core.text import ConfigError
@@ -226,9 +228,11 @@ def test_a_backfill_is_split_into_runs_that_the_queue_runs_in_parallel(
         "MONITORING_BACKFILL_DAYS_PER_RUN": str(DAYS_PER_RUN),
     }
     log = tmp_path / "dagster-dev.log"
-    dagster = start_process(
-        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO,
+    dagster = start_dagster_dev(
+        bin_dir=BIN,
+        workspace=REPO / "workspace.yaml",
+        dagster_home=dagster_home,
+        port=port,
         log_path=log,
         env=env,
     )

@@ -17,11 +17,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from bench.support import free_port, start_process, stop_process, wait_for
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.definitions import build_defs
 from mlops_assets.training.retrain_asset import RETRAIN_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
-from mlops_assets_tests.helpers import default_spec, free_port, start_process, stop_process, wait_for
+from mlops_assets_tests.helpers import default_spec
 from mlops_assets_tests.test_alerting import SmtpServer, put_rows
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,10 @@ sensor's name and run key, as the daemon tags it): quiet days, a storm that is r
 alert on, a lasting change that breaches both the drift and the quality rule, one email, a
 retrain that beats the mean and is promoted, and recovery. With a first model that loses to
 the mean predictor (the real 2022-01 file with its holdout's distances scrambled) it ends
-with a clear message, not a traceback. Real components throughout: the demo's own Dagster
-instance, SQLite metrics DB, MLflow store and outbox in a temporary MLOPS_HOME.
+with a clear message, not a traceback. Run a second time on the same home (real January 2022)
+it tells the same story and sends, registers and promotes nothing again. Real components
+throughout: the demo's own Dagster instance, SQLite metrics DB, MLflow store and outbox in a
+temporary MLOPS_HOME.
 """
 
 import os
@@ -169,3 +171,66 @@ def test_a_first_model_that_loses_to_the_mean_ends_the_demo_clearly(tmp_path, tr
     assert "does not beat the mean predictor" in out
     assert "No model of green_taxi_duration is accepted: v1 was registered in MLflow" in out
     assert "Monitor" not in out  # it stops before monitoring
+
+
+def home_state(home: Path) -> dict:
+    """What a demo leaves on its home: metrics rows (less which run wrote them, and when), alerts,
+    model timeline, outbox, MLflow versions with their tags, runs and the champion."""
+    db = MetricsDB(url=f"sqlite:///{home / 'metrics.db'}")
+    provenance = ("dagster_run_id", "computed_at")
+    registry = MlflowRegistry(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", cache_dir=str(home / "models"))
+    client = registry.client()
+    versions = client.search_model_versions(f"name='{SPEC.name}'")
+    return {
+        "rows": [
+            {k: v for k, v in r.as_dict().items() if k not in provenance}
+            for r in DailyMetricsStore(db).rows(SPEC.name)
+        ],
+        "alerts": AlertStore(db).all(SPEC.name),
+        "timeline": TimelineStore(db).entries(SPEC.name),
+        "outbox": sorted(p.name for p in (home / "outbox").glob("*.eml")),
+        "versions": {str(v.version): dict(v.tags) for v in versions},
+        "mlflow_runs": len(client.search_runs([registry.experiment_id(SPEC.name)])),
+        "champion": registry.champion(SPEC.name),
+    }
+
+
+def summary(proc: subprocess.CompletedProcess) -> str:
+    """The demo's closing story: the timeline tables, alerts, retrains, champion, where to look."""
+    return proc.stdout[proc.stdout.index("Timeline (") :]
+
+
+@pytest.mark.e2e
+def test_a_second_demo_on_the_same_home_tells_the_same_story(tmp_path, trip_data_dir):
+    """Run twice on one home (2022-01: 31 drift breaches, one email, a retrain that is
+    promoted): the second run finds v1 again, rightly not promoted over the newer champion v2,
+    carries on, and ends as the first did; nothing is emailed, registered or promoted twice, no
+    retrain runs again, and v1's MLflow tags still record its promotion."""
+    home = tmp_path / "home"
+    env = {"TRIP_DATA_DIR": str(trip_data_dir), "DEMO_MONTHS": "2022-01"}
+    first = run_demo(home, **env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    before = home_state(home)
+    assert before["champion"] == "2" and len(before["versions"]) == 2
+    assert before["versions"]["1"]["decision"] == before["versions"]["2"]["decision"] == "promoted"
+    assert len(before["outbox"]) == 1 and before["alerts"] and len(before["rows"]) == 31
+
+    second = run_demo(home, **env)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    out = second.stdout
+    assert "Traceback" not in out + second.stderr
+    assert "No model of" not in out
+    assert "! MLOPS_HOME already holds an earlier run" in out
+    assert re.search(
+        r"\n    v1: holdout RMSE [\d.]+ min \(mean predictor [\d.]+\); not promoted \(trained on data up "
+        r"to 2021-01-31, older than champion v2's \(up to 2022-01-31\)\)\n    champion v2 stays;",
+        out,
+    ), out[:3000]
+    assert "requested: retrain" not in out
+    assert summary(second) == summary(first)
+    assert "retrains: 1, promoted: 1" in summary(second)
+    assert home_state(home) == before
+
+    runs = demo_runs(home)
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert [r.job_name for r in runs].count(C.RETRAIN_JOB) == 1

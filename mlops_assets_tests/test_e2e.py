@@ -28,6 +28,18 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from bench.support import (
+    BACKFILL_STATUS,
+    FINISHED,
+    LAUNCH_BACKFILL,
+    free_port,
+    group_alive,
+    start_dagster_dev,
+    start_process,
+    stop_process,
+    wait_for,
+    wait_http,
+)
 from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
@@ -38,23 +50,7 @@ from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets.training.retrain_asset import RETRAIN_TAG
 from mlops_assets_tests.conftest import ENV_VARS, throwaway_database
-from mlops_assets_tests.helpers import (
-    ARTIFACTS,
-    BACKFILL_STATUS,
-    BIN,
-    FINISHED,
-    LAUNCH_BACKFILL,
-    MONITORING,
-    REPO,
-    chromium,
-    default_spec,
-    free_port,
-    group_alive,
-    start_process,
-    stop_process,
-    wait_for,
-    wait_http,
-)
+from mlops_assets_tests.helpers import ARTIFACTS, BIN, MONITORING, REPO, chromium, default_spec
 from mlops_assets_tests.test_alerting import SmtpServer
 
 pytestmark = pytest.mark.e2e
@@ -102,7 +98,7 @@ def stack(tmp_path_factory, trip_data_dir):
     ARTIFACTS.mkdir(exist_ok=True)
     home, dagster_home = root / "mlops_home", root / "dagster_home"
     dagster_home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     smtp_port, dagster_port, serving_port = free_port(), free_port(), free_port()
     with (
         throwaway_database("mlops_e2e") as pg_url,
@@ -173,9 +169,11 @@ def stack(tmp_path_factory, trip_data_dir):
             log_path=serving_log,
             env=process_env,
         )
-        dagster = start_process(
-            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(dagster_port)],
-            cwd=REPO,
+        dagster = start_dagster_dev(
+            bin_dir=BIN,
+            workspace=REPO / "workspace.yaml",
+            dagster_home=dagster_home,
+            port=dagster_port,
             log_path=dagster_log,
             env=process_env,
         )

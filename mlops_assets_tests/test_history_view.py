@@ -21,6 +21,16 @@ import dagster as dg
 import pytest
 import requests
 
+from bench.support import (
+    BACKFILL_STATUS,
+    FINISHED,
+    LAUNCH_BACKFILL,
+    free_port,
+    start_dagster_dev,
+    stop_process,
+    wait_for,
+    wait_http,
+)
 from mlops_assets import constants as C
 from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.alerting.store import AlertStore
@@ -31,22 +41,7 @@ from mlops_assets.monitoring import history as H
 from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.resources import build_resources
 from mlops_assets.training.store import TimelineStore
-from mlops_assets_tests.helpers import (
-    ARTIFACTS,
-    BACKFILL_STATUS,
-    BIN,
-    FINISHED,
-    LAUNCH_BACKFILL,
-    MONITORING,
-    REPO,
-    chromium,
-    default_spec,
-    free_port,
-    start_process,
-    stop_process,
-    wait_for,
-    wait_http,
-)
+from mlops_assets_tests.helpers import ARTIFACTS, BIN, MONITORING, REPO, chromium, default_spec
 from mlops_core.daily_metrics import DailyMetrics
 
 SPEC = default_spec()
@@ -106,9 +101,11 @@ def test_the_history_view_shows_drift_threshold_and_promotion(
         "DAGSTER_HOME": os.environ["DAGSTER_HOME"],
     }
     log = tmp_path / "dagster-dev.log"
-    dagster = start_process(
-        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO,
+    dagster = start_dagster_dev(
+        bin_dir=BIN,
+        workspace=REPO / "workspace.yaml",
+        dagster_home=Path(env["DAGSTER_HOME"]),
+        port=port,
         log_path=log,
         env=env,
     )

@@ -20,9 +20,11 @@ Layers, bottom to top (a module may import its own layer and any layer below, ne
 
 Inside a domain, ``definitions.py`` gathers the Dagster definitions; nothing but the top
 ``definitions.py`` imports a domain's ``definitions``. ``serving`` (the prediction service)
-may import ``mlops_core`` and itself only; ``bench`` may import the product, never
-``mlops_assets_tests`` (the tests may import bench's oracles). The walk reads every
-``import`` in every module (function-level ones included) with ``ast``; nothing runs.
+may import ``mlops_core`` and itself only. ``bench`` (the benchmarks) may import the product
+and itself, never the test suite; no product module imports ``bench`` or the tests. The tests
+may import anything. The walk reads every ``import`` in every module (function-level ones
+included, and ``importlib.import_module`` / ``__import__`` of a literal name) with ``ast``;
+nothing runs.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("mlops_core", "mlops_assets", "serving", "bench")
+PACKAGES = ("mlops_core", "mlops_assets", "serving")
+BENCH, TESTS = "bench", "mlops_assets_tests"
 BASE = {"settings", "constants", "keys", "partitions", "local_instance", "lib", "__init__"}
 STORE, STORE_RANK = "store", 2
 DOMAINS = {"data": 3, "training": 4, "monitoring": 5, "alerting": 6, "ops": 7}
@@ -41,15 +44,22 @@ TOP = {"resources", "definitions", "demo"}
 # Product modules allowed to read the environment (besides serving's gunicorn.conf.py and
 # wsgi.py, and demo.py): the code location's settings and the service's config.
 ENV_READERS = {"mlops_assets/settings.py", "serving/config.py"}
-ENV_EXEMPT = {"serving/gunicorn.conf.py", "serving/wsgi.py", "mlops_assets/demo.py"}
+ENV_EXEMPT = {
+    "serving/gunicorn.conf.py",
+    "serving/wsgi.py",
+    "mlops_assets/demo.py",
+    "mlops_assets/demo/__main__.py",
+}
 
 
-def modules() -> dict[str, Path]:
+def modules(packages=(*PACKAGES, BENCH)) -> dict[str, Path]:
+    """The walked modules by dotted name: the product's packages and the benchmarks (Alembic's
+    revisions, which only Alembic runs, left out)."""
     out = {}
-    for package in PACKAGES:
+    for package in packages:
         for path in sorted((REPO / package).rglob("*.py")):
             rel = path.relative_to(REPO).with_suffix("")
-            if "migrations" in rel.parts:  # Alembic's revisions: run by Alembic, imported by no one
+            if "migrations" in rel.parts:
                 continue
             name = ".".join(rel.parts).removesuffix(".__init__")
             out[name] = path
@@ -57,19 +67,27 @@ def modules() -> dict[str, Path]:
 
 
 def layer(module: str) -> tuple[str, int]:
-    """(side, rank): side "core", "assets", "serving" or "bench"; rank within the code location."""
+    """(side, rank): side "core", "assets", "serving", "bench" or "tests"; rank within the code
+    location."""
     parts = module.split(".")
-    if parts[0] in ("mlops_core", "serving", "bench"):
-        return {"mlops_core": "core"}.get(parts[0], parts[0]), 0
+    if parts[0] == "mlops_core":
+        return "core", 0
+    if parts[0] in ("serving", BENCH, TESTS):
+        return {"serving": "serving", BENCH: "bench", TESTS: "tests"}[parts[0]], 0
     if len(parts) == 1:
         return "assets", 1
     head = parts[1]
     if head in DOMAINS:
-        return "assets", STORE_RANK if parts[-1] == STORE and len(parts) == 3 else DOMAINS[head]
+        return "assets", STORE_RANK if len(parts) == 3 and parts[2] == STORE else DOMAINS[head]
     if head in TOP:
         return "assets", 8
     assert head in BASE, f"{module}: put it in a layer of test_layers.py"
     return "assets", 1
+
+
+def is_domain_definitions(module: str) -> bool:
+    parts = module.split(".")
+    return len(parts) == 3 and parts[1] in DOMAINS and parts[2] == "definitions"
 
 
 def imported(path: Path) -> set[str]:
@@ -80,7 +98,17 @@ def imported(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and dynamic_import(node.func) and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value)
     return names
+
+
+def dynamic_import(func: ast.expr) -> bool:
+    """``importlib.import_module``, ``import_module`` or ``__import__``."""
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return name in ("import_module", "__import__")
 
 
 def project_module(name: str, known: dict[str, Path]) -> str | None:
@@ -92,40 +120,40 @@ def project_module(name: str, known: dict[str, Path]) -> str | None:
     return None
 
 
-def is_domain_definitions(module: str) -> bool:
-    parts = module.split(".")
-    return len(parts) == 3 and parts[1] in DOMAINS and parts[2] == "definitions"
-
-
 def violations(extra: dict[str, set[str]] | None = None) -> list[str]:
     """Every import that breaks the layering (``extra``: imports to pretend a module has)."""
-    known = modules()
+    walked = modules()
+    known = {**walked, **modules((TESTS,))}
     found = []
-    for module, path in known.items():
+    for module, path in walked.items():
         side, rank = layer(module)
         for name in sorted(imported(path) | (extra or {}).get(module, set())):
             root = name.split(".")[0]
             if side in ("core", "serving") and root == "dagster":
                 found.append(f"{module} imports {name} (no Dagster on this side)")
                 continue
-            if side == "bench" and root == "mlops_assets_tests":
-                found.append(f"{module} (a benchmark) imports the tests' {name}")
-                continue
             target = project_module(name, known)
             if target is None or target == module:
                 continue
             t_side, t_rank = layer(target)
-            if side == "core" and t_side != "core":
+            if t_side == "tests":
+                who = "a benchmark" if side == "bench" else "product code"
+                found.append(f"{module} ({who}) imports the test suite's {target}")
+            elif t_side == "bench" and side != "bench":
+                found.append(f"{module} (product code) imports the benchmarks' {target}")
+            elif side == "bench":
+                continue  # the benchmarks may use any of the product
+            elif side == "core" and t_side != "core":
                 found.append(f"{module} (mlops_core) imports {target}")
-            elif side == "serving" and t_side in ("assets", "bench"):
-                found.append(f"{module} (the service) imports {target}")
-            elif side == "assets" and t_side in ("serving", "bench"):
-                found.append(f"{module} imports {target}")
+            elif side == "serving" and t_side == "assets":
+                found.append(f"{module} (the service) imports the code location's {target}")
+            elif side == "assets" and t_side == "serving":
+                found.append(f"{module} imports the service's {target}")
             elif is_domain_definitions(target) and module != "mlops_assets.definitions":
                 found.append(f"{module} imports {target} (only the top definitions.py gathers them)")
             elif side == "assets" and t_side == "assets" and t_rank > rank:
                 found.append(f"{module} (layer {rank}) imports {target} (layer {t_rank}): upward")
-    return found
+    return sorted(set(found))  # one line per (module, what it imports)
 
 
 def string_constants(path: Path) -> list[str]:
@@ -151,8 +179,7 @@ def core_paths_into_the_code_location() -> list[str]:
     layer below it, which the import walk cannot see)."""
     return [
         f"{module}: {text!r}"
-        for module, path in modules().items()
-        if module.startswith("mlops_core")
+        for module, path in modules(("mlops_core",)).items()
         for text in string_constants(path)
         if "mlops_assets" in text
     ]
@@ -163,9 +190,9 @@ def test_imports_point_down():
 
 
 def test_the_walk_sees_each_kind_of_wrong_import():
-    """The check itself reports an upward import, a store reaching into a domain, Dagster in
-    the core, the code location in the service, a domain's definitions imported sideways, and
-    a benchmark importing the tests."""
+    """The check itself reports an upward import, a store reaching into a domain, a domain's
+    definitions imported sideways, Dagster in the core, the code location in the service, a
+    benchmark importing the tests, product code importing the benchmarks."""
     found = violations(
         {
             "mlops_assets.training.promotion": {"mlops_assets.monitoring.assets"},
@@ -174,17 +201,19 @@ def test_the_walk_sees_each_kind_of_wrong_import():
             "mlops_assets.alerting.sensor": {"mlops_assets.training.definitions"},
             "mlops_core.bundle": {"dagster"},
             "serving.runtime": {"mlops_assets.training.registry_resource.ModelRegistry"},
-            "bench.scale": {"mlops_assets_tests.helpers"},
+            "bench.scale": {"mlops_assets_tests.helpers", "mlops_assets_tests.helpers.free_port"},
+            "mlops_assets.resources": {"bench.support.wait_for"},
         }
     )
     assert sorted(found) == [
-        "bench.scale (a benchmark) imports the tests' mlops_assets_tests.helpers",
+        "bench.scale (a benchmark) imports the test suite's mlops_assets_tests.helpers",
         "mlops_assets.alerting.sensor imports mlops_assets.training.definitions "
         "(only the top definitions.py gathers them)",
+        "mlops_assets.resources (product code) imports the benchmarks' bench.support",
         "mlops_assets.training.promotion (layer 4) imports mlops_assets.monitoring.assets (layer 5): upward",
         "mlops_assets.training.store (layer 2) imports mlops_assets.training.promotion (layer 4): upward",
         "mlops_core.bundle imports dagster (no Dagster on this side)",
-        "serving.runtime (the service) imports mlops_assets.training.registry_resource",
+        "serving.runtime (the service) imports the code location's mlops_assets.training.registry_resource",
     ]
 
 
@@ -195,8 +224,28 @@ def test_the_core_names_no_path_into_the_code_location(tmp_path, monkeypatch):
     fake.parent.mkdir()
     fake.write_text('"""Docstrings may name mlops_assets."""\nSPECS = "mlops_assets/model_specs"\n')
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
-    monkeypatch.setattr(sys.modules[__name__], "PACKAGES", ("mlops_core",))
     assert core_paths_into_the_code_location() == ["mlops_core.paths: 'mlops_assets/model_specs'"]
+
+
+def test_the_walk_reads_the_imports_a_module_really_has(tmp_path):
+    """What ``imported`` reads from source: both forms of ``import``, function-level ones and
+    a dynamic import of a literal name."""
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import importlib\n"
+        "from mlops_assets_tests.helpers import free_port\n"
+        "def f():\n"
+        "    import bench.support\n"
+        "    return importlib.import_module('mlops_assets_tests.conftest'), __import__('serving')\n"
+    )
+    assert imported(module) == {
+        "importlib",
+        "mlops_assets_tests.helpers",
+        "mlops_assets_tests.helpers.free_port",
+        "bench.support",
+        "mlops_assets_tests.conftest",
+        "serving",
+    }
 
 
 def reads_environment(path: Path) -> bool:
@@ -223,7 +272,7 @@ def reads_environment(path: Path) -> bool:
 
 
 def env_readers() -> set[str]:
-    return {str(p.relative_to(REPO)) for p in modules().values() if reads_environment(p)}
+    return {str(p.relative_to(REPO)) for p in modules(PACKAGES).values() if reads_environment(p)}
 
 
 def test_the_environment_is_read_in_few_places():

@@ -10,11 +10,12 @@ import sys
 import dagster as dg
 import requests
 
+from bench.support import free_port, start_process, stop_process, wait_for
 from mlops_assets import constants as C
 from mlops_assets.definitions import build_defs
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
-from mlops_assets_tests.helpers import default_spec, free_port, start_process, stop_process, wait_for
+from mlops_assets_tests.helpers import default_spec
 from mlops_core.registry import MlflowRegistry
 
 SPEC = default_spec()

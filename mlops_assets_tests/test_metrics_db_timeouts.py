@@ -29,13 +29,14 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from bench.support import wait_for
 from mlops_assets import constants as C
 from mlops_assets.definitions import build_defs
 from mlops_assets.lib.storage.engine import MetricsDB, MetricsDBTimeout, upsert_statement
 from mlops_assets.monitoring.store import DailyMetricsStore, dummy_metrics
 from mlops_assets.resources import build_resources
 from mlops_assets.training.store import TimelineStore
-from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message, wait_for
+from mlops_assets_tests.helpers import copy_timeline, default_spec, failure_message
 from mlops_core.daily_metrics import DailyMetrics
 
 SPEC = default_spec()

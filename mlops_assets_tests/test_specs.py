@@ -96,6 +96,25 @@ def test_threshold_comes_from_spec_then_env(tmp_path):
             lambda s: s + "\nretraining: {window_days: 7, holdout_days: 7}\n",
             "holdout_days must be shorter",
         ),
+        # training.params: checked against the algorithm's estimator when the spec loads
+        (
+            lambda s: s.replace("  artifact:", "  algorithm: lasso\n  params: {alhpa: 0.1}\n  artifact:"),
+            r"training: .*\['alhpa'\] are not parameters of lasso \(scikit-learn's Lasso: alpha, ",
+        ),
+        (
+            lambda s: s.replace("  artifact:", "  algorithm: lasso\n  params: {alpha: 1e-3}\n  artifact:"),
+            r"'alpha' parameter of Lasso must be a float .*write 1e-3 as 1\.0e-3",
+        ),
+        (
+            lambda s: s.replace(
+                "  artifact:", "  algorithm: linear_regression\n  params: {positive: true}\n  artifact:"
+            ),
+            r"params do not suit linear_regression fitted on a sparse matrix .*dense data is required",
+        ),
+        (
+            lambda s: s.replace("  artifact:", "  algorithm: ridge\n  params: {solver: svd}\n  artifact:"),
+            r"solver='svd' does not support fitting the intercept on sparse data",
+        ),
     ],
 )
 def test_invalid_specs_name_the_file_and_field(tmp_path, edit, message):

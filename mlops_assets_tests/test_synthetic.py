@@ -3,8 +3,8 @@ scenario calendar shows where it says, through the code real data goes through.
 
 Trips come from the real ``TripSource`` (kind ``synthetic``: generator → TLC layout →
 normalisation → cleaning); models are trained by ``training.model`` as the assets do (the
-retrain's window through ``training.retrain``'s own functions); drift is Evidently's
-``ValueDrift`` computed by ``monitoring.drift`` as the monitoring assets do. Nothing is faked.
+retrain's window through ``training.window``'s own functions); drift is Evidently's
+``ValueDrift`` computed by ``monitoring.evidently_metrics`` as the monitoring assets do. Nothing is faked.
 Figures are measured with the default seed and printed in pytest's summary.
 """
 

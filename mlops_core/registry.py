@@ -17,7 +17,7 @@ process that never trained (the prediction service, another container) loads the
 
 ``RegistryOps`` holds all of it and needs three values: ``tracking_uri``, ``cache_dir`` and
 ``artifact_root`` (where a local store keeps artifacts). ``MlflowRegistry`` is the plain class
-the service uses; the code location's Dagster resource (``mlops_assets.training.registry``)
+the service uses; the code location's Dagster resource (``mlops_assets.training.registry_resource``)
 mixes the same methods into a ``ConfigurableResource``. Nothing here imports Dagster.
 """
 

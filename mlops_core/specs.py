@@ -48,12 +48,50 @@ class Bounds(_Strict):
         return self
 
 
+# training.algorithm -> its scikit-learn regressor (sklearn.linear_model); training.params are
+# that estimator's own parameters.
+ALGORITHMS = {"linear_regression": "LinearRegression", "ridge": "Ridge", "lasso": "Lasso"}
+
+
 class Training(_Strict):
     month: str = Field(description="YYYY-MM: the month the first model is trained on")
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     algorithm: Literal["linear_regression", "ridge", "lasso"] = "linear_regression"
     params: dict[str, float | int | bool | str] = Field(default_factory=dict)
     artifact: str = "lin_reg.bin"
+
+    @model_validator(mode="after")
+    def _params_suit_the_algorithm(self) -> Training:
+        """The estimator takes these parameters: names it has, values scikit-learn accepts for
+        the sparse matrix a model is trained on (its checks run when it fits, so it fits four
+        rows of one here): refused when the spec loads, not when a training run fails."""
+        import warnings
+
+        import numpy as np
+        import scipy.sparse as sp
+        from sklearn import linear_model
+
+        estimator = getattr(linear_model, ALGORITHMS[self.algorithm])
+        known = estimator().get_params()
+        unknown = sorted(set(self.params) - set(known))
+        if unknown:
+            raise ValueError(
+                f"params {unknown} are not parameters of {self.algorithm} (scikit-learn's "
+                f"{estimator.__name__}: {', '.join(sorted(known))})"
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rows = sp.csr_matrix(
+                    np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 1.5], [1.0, 0.0, 2.0], [0.0, 1.0, 3.0]])
+                )
+                estimator(**self.params).fit(rows, np.array([2.0, 4.0, 5.0, 8.0]))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"params do not suit {self.algorithm} fitted on a sparse matrix (one-hot features), as "
+                f"models are: {exc}{_number_hint(self.params)}"
+            ) from None
+        return self
 
     @field_validator("month")
     @classmethod
@@ -64,6 +102,19 @@ class Training(_Strict):
         if value < FIRST_MONTH:
             raise ValueError(f"training month {value} is before the first partition ({FIRST_MONTH})")
         return value
+
+
+def _number_hint(params: dict) -> str:
+    """YAML reads ``1e-3`` as text (a float needs a dot: ``1.0e-3``); say so when that is likely."""
+    texts = []
+    for name, value in params.items():
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                continue
+            texts.append(name)
+    return f" ({', '.join(texts)}: YAML read a number as text; write 1e-3 as 1.0e-3)" if texts else ""
 
 
 # Evidently 0.7's drift methods for a numeric column, and what their value is. A p-value is

@@ -23,7 +23,7 @@ from mlops_assets.training import timeline as T
 from mlops_assets.training.promotion import Contender, Decision, Evidence, beats_mean, judge
 from mlops_assets.training.registry_resource import ModelRegistry
 from mlops_assets.training.store import TimelineStore
-from mlops_core.registry import RegisteredVersion
+from mlops_core.registry import DECISION_TAG, PROMOTED, RegisteredVersion
 from mlops_core.specs import ModelSpec
 
 
@@ -51,6 +51,14 @@ def set_champion(
     )
     registry.set_champion(spec.name, decision.candidate_version)
     registry.set_tags(spec.name, decision.candidate_version, decision.tags())
+
+
+def refuse(spec: ModelSpec, decision: Decision, registry: ModelRegistry) -> None:
+    """A refusal: recorded on the candidate's MLflow version, unless that version was promoted
+    once (its tags are that promotion's record: the same model judged again later, its month
+    re-materialized or ``make demo`` run twice); the alias and timeline stay."""
+    if registry.version_tags(spec.name, decision.candidate_version).get(DECISION_TAG) != PROMOTED:
+        registry.set_tags(spec.name, decision.candidate_version, decision.tags())
 
 
 def contender(bundle: M.ModelBundle, version: str, rows: pd.DataFrame) -> Contender:
@@ -129,5 +137,5 @@ def _consider(spec, candidate, registered, holdout_rows, earliest_effective, reg
         previous = champion.version if champion is not None else None
         set_champion(spec, decision, registry=registry, db=db, window_end=window_end, previous=previous)
     else:
-        registry.set_tags(spec.name, version, decision.tags())
+        refuse(spec, decision, registry)
     return decision

@@ -7,17 +7,18 @@ import json
 
 import numpy as np
 import pandas as pd
+from sklearn import linear_model
 from sklearn.feature_extraction import DictVectorizer
-from sklearn.linear_model import Lasso, LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from mlops_core import features as feats
 from mlops_core.bundle import PREDICTION, ModelBundle, ModelInfo, Scores, clip_to
 from mlops_core.features import Features
 from mlops_core.schema import DURATION, PICKUP
-from mlops_core.specs import Bounds, ModelSpec
+from mlops_core.specs import ALGORITHMS, Bounds, ModelSpec
 
-ESTIMATORS = {"linear_regression": LinearRegression, "ridge": Ridge, "lasso": Lasso}
+# training.algorithm -> the scikit-learn estimator class (the spec validator checks its params)
+ESTIMATORS = {name: getattr(linear_model, cls) for name, cls in ALGORITHMS.items()}
 
 
 class TrainingError(ValueError):
@@ -88,6 +89,33 @@ def sample_reference(reference: pd.DataFrame, max_rows: int | None) -> pd.DataFr
     return reference.iloc[rows].reset_index(drop=True)
 
 
+def with_32bit_indices(matrix):
+    """``matrix`` (CSR) with 32-bit ``indices`` and ``indptr`` when its size allows them."""
+    limit = np.iinfo(np.int32).max
+    if matrix.nnz > limit or max(matrix.shape) > limit:
+        return matrix  # only past 2**31 entries: LinearRegression and Ridge take it as it is
+    indices, indptr = matrix.indices.astype(np.int32), matrix.indptr.astype(np.int32)
+    return type(matrix)((matrix.data, indices, indptr), shape=matrix.shape)
+
+
+def fit_pipeline(estimator, dicts: list[dict], y: np.ndarray) -> Pipeline:
+    """``Pipeline([("dv", DictVectorizer()), ("model", estimator)]).fit(dicts, y)``, except
+    that the regressor is fitted on the vectorizer's matrix with 32-bit indices.
+
+    Here (scikit-learn 1.9.1, SciPy 1.17) ``DictVectorizer`` returns a CSR matrix with 64-bit
+    indices, and Lasso's coordinate descent accepts only 32-bit ones (``ElasticNet.fit``
+    validates with ``accept_large_sparse=False``): fitted as one pipeline, ``lasso`` fails
+    with "Only sparse matrices with 32-bit integer indices are accepted". LinearRegression
+    and Ridge fit the same coefficients, bit for bit, from either index type (tested), and
+    no regressor checks the index type when it predicts: the saved model is the same
+    two-step pipeline, fitted, whatever feeds it later (``transform`` or ``design_matrix``).
+    """
+    dv = DictVectorizer()
+    matrix = dv.fit_transform(dicts)
+    estimator.fit(with_32bit_indices(matrix), y)
+    return Pipeline([("dv", dv), ("model", estimator)])
+
+
 def train(
     spec: ModelSpec,
     train_rows: pd.DataFrame,
@@ -106,9 +134,8 @@ def train(
     if len(eval_rows) == 0:
         raise TrainingError(f"{spec.name}: the holdout has no usable rows")
     estimator = ESTIMATORS[spec.training.algorithm](**spec.training.params)
-    pipeline = Pipeline([("dv", DictVectorizer()), ("model", estimator)])
     y_train = fit_rows[DURATION].to_numpy(dtype="float64")
-    pipeline.fit(feats.to_dicts(fit_rows, features), y_train)
+    pipeline = fit_pipeline(estimator, feats.to_dicts(fit_rows, features), y_train)
 
     # Predictions stay inside the target range the model was trained on (as ModelBundle.predict).
     target_range = bounds_of(spec.filters.get(spec.target))

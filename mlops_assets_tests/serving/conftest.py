@@ -45,13 +45,8 @@ django.setup()
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
 
-from mlops_assets_tests.helpers import (  # noqa: E402
-    default_spec,
-    free_port,
-    load_trips,
-    register_champion,
-    train_month,
-)
+from bench.support import free_port  # noqa: E402
+from mlops_assets_tests.helpers import default_spec, load_trips, register_champion, train_month  # noqa: E402
 from mlops_core import home as H  # noqa: E402
 from mlops_core.bundle import ModelBundle  # noqa: E402
 from mlops_core.registry import MlflowRegistry  # noqa: E402

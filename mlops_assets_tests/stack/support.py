@@ -430,7 +430,7 @@ def start_listening(build, *, cwd, log_path: Path, ready, what: str, attempts: i
     process (a client's ephemeral port, another test) between choosing it and binding it: when
     the server exits saying its address is in use, it is started again on another port.
     """
-    from mlops_assets_tests.helpers import start_process, stop_process, wait_for
+    from bench.support import start_process, stop_process, wait_for
 
     for _ in range(attempts):
         port = free_port()

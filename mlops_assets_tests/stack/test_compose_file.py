@@ -130,7 +130,7 @@ def test_no_secret_is_written_in_the_compose_file():
         assert not re.search(r"^\s*admin_password\s*=", content, re.M), mounted
         assert not re.search(r"://[^/@\s]+:[^/@\s]+@", content), mounted
     # dagster.yaml and the Grafana datasource read their passwords from the environment too.
-    instance = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert instance["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
     datasources = yaml.safe_load((REPO / "config" / "grafana_datasources.yaml").read_text())
     for ds in datasources["datasources"]:
@@ -215,7 +215,7 @@ def test_named_volumes_persist_all_the_state(config):
     }
     # the webserver reads the run logs the runs write
     assert _named_mounts(config, "dagster-webserver") == {dagster_storage: "dagster_storage"}
-    instance = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert instance["run_launcher"]["class"] == "DefaultRunLauncher"
     assert "compute_logs" not in instance  # default: $DAGSTER_HOME/storage, the shared volume
     # the image creates the mount points owned by its unprivileged user (volumes inherit it)
@@ -294,7 +294,7 @@ def test_services_are_wired_together(config):
     allowed = command[command.index("--allowed-hosts") + 1].split(",")
     assert {"mlflow", "mlflow:5000"} <= set(allowed)
     # Every Dagster process reaches the same instance storage, as dagster.yaml asks.
-    instance_text = (REPO / "deploy" / "dagster.yaml").read_text()
+    instance_text = (REPO / "dagster.yaml").read_text()
     needed = set(re.findall(r"\{env: (\w+)\}", instance_text))
     assert needed == {f"DAGSTER_PG_{k}" for k in ("USERNAME", "PASSWORD", "HOST", "DB", "PORT")}
     for name in DAGSTER_SERVICES:

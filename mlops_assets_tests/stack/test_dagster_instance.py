@@ -1,6 +1,6 @@
 """The compose stack's Dagster side, as real processes on a real PostgreSQL instance storage.
 
-Exercises the repo's deploy/dagster.yaml (copied into a temporary DAGSTER_HOME, DAGSTER_PG_*
+Exercises the repo's dagster.yaml (copied into a temporary DAGSTER_HOME, DAGSTER_PG_*
 pointing at the Dagster database that config/postgres/init-databases.sh made, as its own
 role), and the commands and healthchecks of docker-compose.yml's Dagster services, taken from
 the compose file: `dagster instance migrate` (dagster-init), `dagster code-server start`
@@ -35,11 +35,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from bench.support import start_process, stop_process, wait_for
 from mlops_assets import constants as C
 from mlops_assets.alerting.sensor import read_cursor, sensor_name
 from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring.store import DailyMetricsStore
-from mlops_assets_tests.helpers import copy_timeline, default_spec, start_process, stop_process, wait_for
+from mlops_assets_tests.helpers import copy_timeline, default_spec
 from mlops_assets_tests.stack.support import REPO, SECRETS, compose, dotenv, start_listening
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
@@ -90,7 +91,7 @@ def test_compose_dagster_services_run_queue_sensor_and_survive_a_restart(
     services = compose(dotenv(**SECRETS))["services"]
     dagster_home = tmp_path / "dagster_home"  # the image's DAGSTER_HOME, with the repo's dagster.yaml
     dagster_home.mkdir(exist_ok=True)
-    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     workspace = tmp_path / "workspace.yaml"  # workspace.docker.yaml, user-code:4000 -> 127.0.0.1:port
 
     def point_workspace_at(port: int) -> None:

@@ -92,7 +92,7 @@ def yaml_queue(config: dict) -> dict:
 
 
 def test_the_queue_and_instance_settings_match_dagster_yaml(values):
-    instance = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
     local_dev = yaml.safe_load((REPO / "mlops_assets" / "local_instance.yaml").read_text())
     queue = values["dagsterDaemon"]["runCoordinator"]
     assert (

@@ -26,7 +26,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from mlops_assets_tests.helpers import default_spec, load_trips, register_champion, stop_process
+from bench.support import stop_process
+from mlops_assets_tests.helpers import default_spec, load_trips, register_champion
 from mlops_assets_tests.stack.support import (
     SECRETS,
     compose,

@@ -38,14 +38,15 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from bench.support import stop_process
+from bench.support import wait_for as wait_until
 from mlops_assets import constants as C
 from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
 from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.training.registry_resource import ModelRegistry
 from mlops_assets.training.store import TimelineStore
-from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, stop_process
-from mlops_assets_tests.helpers import wait_for as wait_until
+from mlops_assets_tests.helpers import default_spec, failure_message, load_trips
 from mlops_assets_tests.stack.support import (
     REPO,
     SECRETS,

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlops_assets_tests.helpers import stop_process, wait_for
+from bench.support import stop_process, wait_for
 from mlops_assets_tests.stack.support import (
     REPO,
     SECRETS,
