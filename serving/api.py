@@ -271,13 +271,16 @@ def predict(request: HttpRequest):
     loaded = runtime.SERVICE.current  # this request's model, whatever a reload does meanwhile
     if loaded is None:
         return _no_model()
-    frame, single = _inputs(loaded).parse(request.body)
-    predictions = loaded.predict(frame)
-    check_finite(predictions)
+    inputs = _inputs(loaded)
+    trips, single = inputs.parse(request.body)
     payload: dict = {"model": loaded.name, "model_version": loaded.version}
-    if single:
-        payload["duration_minutes"] = float(predictions[0])
+    if single:  # one trip: no frame (the same dict reaches the model; see features.record_dict)
+        prediction = loaded.predict_one(trips)
+        check_finite(prediction)
+        payload["duration_minutes"] = prediction
     else:
+        predictions = loaded.predict(inputs.frame(trips))
+        check_finite(predictions)
         payload["count"] = len(predictions)
         payload["duration_minutes"] = predictions.tolist()
     return _json(200, payload, {"X-Model-Version": loaded.version})

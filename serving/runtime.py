@@ -65,6 +65,9 @@ class LoadedModel:
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         return self.bundle.predict(df)
 
+    def predict_one(self, trip: dict) -> float:
+        return self.bundle.predict_one(trip)
+
 
 @dataclass(frozen=True)
 class ReloadResult:
