@@ -263,7 +263,8 @@ _ERRORS = {400: ErrorOut, 411: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: Erro
 )
 def predict(request: HttpRequest):
     # Django reads a WSGI body only up to its Content-Length: refuse a chunked one unread.
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    # (request.META, not request.headers: that builds a dict of every header, ~10 us a request)
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
     if chunked and not request.META.get("CONTENT_LENGTH"):
         raise BadInput(411, "send the body with a Content-Length (chunked bodies are not read)")
     if _content_length(request):  # an empty body is a 400 below, whatever its (absent) type
