@@ -26,7 +26,8 @@ whose message names the row and the field.
 
 A batch longer than ``SERVING_MAX_BATCH_ROWS`` is refused from a count of the array's
 top-level items in the raw bytes (``count_items``), before anything is decoded into Python
-objects: 8 MB of ``[{},{},...]`` would otherwise make 2.8 million dicts first.
+objects: 8 MB of ``[{},{},...]`` would otherwise make 2.8 million dicts first. A body with
+fewer commas than the limit cannot hold that many items and is not counted.
 """
 
 from __future__ import annotations
@@ -269,8 +270,14 @@ class TripInputs:
             raise BadInput(
                 400, "the request body is empty: send one trip as a JSON object or a batch as an array"
             )
-        # An array long enough to hold more than max_rows items is counted before decoding.
-        if body[start] == ord("[") and len(body) - start >= 2 * self.max_rows + 3:
+        # An array that may hold more than max_rows items is counted before decoding: one
+        # long enough for that, and with as many commas anywhere (its top-level commas are
+        # among them; bytes.count costs ~10 us where count_items costs ~0.1 ms on 60 KB).
+        if (
+            body[start] == ord("[")
+            and len(body) - start >= 2 * self.max_rows + 3
+            and body.count(b",") >= self.max_rows
+        ):
             count, exact = count_items(body, self.max_rows)
             if count > self.max_rows:
                 raise self._too_many(count, exact)
