@@ -188,8 +188,8 @@ class Gunicorn:
             }
 
         def ready(port) -> bool:
-            # the compose healthcheck, on this port; it asks one worker: wait for the others too
-            # (a request to a worker still loading its model is a 503)
+            # the compose healthcheck, on this port; it asks one worker: the log must show the
+            # others serving too (a worker accepts only once loaded, test_readiness.py)
             test = service["healthcheck"]["test"]
             healthy = run_python_healthcheck(test, ("127.0.0.1:8000", f"127.0.0.1:{port}"))
             return healthy and self.workers_serving() >= int(env["SERVING_WORKERS"])
