@@ -58,9 +58,9 @@ reports: $(STAMP)
 	@mkdir -p $(MLOPS_HOME)/reports
 	$(BIN)/python -m http.server 8001 --bind 127.0.0.1 --directory $(MLOPS_HOME)/reports
 
-## make bench: backfill, scale, sensor and serving benchmarks, then one table (serving needs wrk)
+## make bench: backfill, scale, sensor and serving benchmarks, then one table (serving needs wrk, nginx)
 bench: $(STAMP)
-	@command -v wrk >/dev/null || echo "note: bench/serving.py needs wrk (apt-get install -y wrk); it will be skipped" >&2
+	@command -v wrk >/dev/null && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } || echo "note: bench/serving.py needs wrk and nginx (apt-get install -y wrk nginx); it will be skipped" >&2
 	$(BIN)/python bench/all.py
 
 clean:

@@ -1,7 +1,7 @@
 """``make bench``: every benchmark in bench/, one after another, then one summary table.
 
-Runs bench/backfill.py, bench/scale.py, bench/sensor.py and bench/serving.py (which needs wrk:
-``apt-get install -y wrk``) as separate processes, shows their own output as it comes, and
+Runs bench/backfill.py, bench/scale.py, bench/sensor.py and bench/serving.py (which needs wrk
+and nginx: ``apt-get install -y wrk nginx``) as separate processes, shows their own output as it comes, and
 prints one table of the ratios each measured against its baseline in the same run. These
 machines are noisy: compare the ratios, not the absolute times. Record the output in
 BENCHMARKS.md with the command that made it.
@@ -20,6 +20,9 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # bench.nginx
+
+from bench.nginx import binary as nginx_binary  # noqa: E402
 
 
 def run(script: str, args: list[str], out: Path) -> dict | list | None:
@@ -121,17 +124,19 @@ def main() -> int:
                         f"{ten['steady_s'] / one['steady_s']:.2f}x",
                     )
                 )
-        if shutil.which("wrk") is None:
-            print("\n=== bench/serving.py skipped: wrk is not installed (apt-get install -y wrk)")
+        if shutil.which("wrk") is None or nginx_binary() is None:
+            print("\n=== bench/serving.py skipped: it needs wrk and nginx (apt-get install -y wrk nginx)")
         else:
             serving = run("serving.py", ["--rounds", "2" if args.quick else "5"], tmp / "serving.json")
             for r in serving or []:
+                via = " through nginx" if r["route"] == "nginx" else ""
+                target = "" if r["met"] is None else f" {r['target']}"
                 rows.append(
                     (
-                        f"serving {r['scenario']} vs bare Django floor",
+                        f"serving {r['scenario']}{via} vs bare Django floor",
                         f"{r['service_rps']:,.0f} req/s",
                         f"{r['floor_rps']:,.0f} req/s",
-                        f"{r['ratio']:.2f}x (p99 {r['p99_ratio']:.2f}x)",
+                        f"{r['ratio']:.2f}x (p99 {r['p99_ratio']:.2f}x){target}",
                     )
                 )
     print("\n=== summary (each ratio against a baseline measured in the same run)")

@@ -24,9 +24,11 @@ import math
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,6 +112,12 @@ class ModelBundle:
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         return clip_to(feats.predict(self.pipeline, df, self.features), self.info.target_range)
+
+    def predict_one(self, record: Mapping[str, Any]) -> float:
+        """``predict`` of the one-row frame holding ``record`` (a feature -> Python scalar
+        mapping, see ``features.record_dict``), without building the frame: the same number."""
+        one = np.array([feats.predict_record(self.pipeline, record, self.features)], dtype="float64")
+        return float(clip_to(one, self.info.target_range)[0])
 
     def save(self, directory: Path, artifact: str = DEFAULT_ARTIFACT) -> Path:
         """Write the bundle into ``directory`` atomically (a temp folder renamed into place)."""

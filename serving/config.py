@@ -16,6 +16,8 @@ Nothing is read at import time: a reload sees a changed variable. Django's setti
 * ``SERVING_RELOAD_WAIT_SECONDS`` (10): how long ``/reload`` waits for the other workers.
 * ``MODEL_SPECS_DIR`` (the packaged specs): documents a model's request fields before one loads.
 * ``SERVING_DEBUG``, ``DJANGO_SECRET_KEY``, ``SERVING_ALLOWED_HOSTS``: Django (see settings.py).
+* ``SERVING_TEST_LOAD_DELAY_SECONDS`` (unset): for tests only, every model load first sleeps
+  this long (a slow registry, made on purpose: the readiness tests); a warning says so.
 """
 
 from __future__ import annotations
@@ -107,3 +109,8 @@ def reload_wait_seconds() -> float:
 def state_dir() -> Path | None:
     value = os.environ.get(STATE_DIR_VARIABLE)
     return Path(value) if value else None
+
+
+def load_delay_seconds() -> float:
+    """``SERVING_TEST_LOAD_DELAY_SECONDS``: seconds every model load sleeps first (tests only)."""
+    return float(_number("SERVING_TEST_LOAD_DELAY_SECONDS", 0.0, minimum=0.0))

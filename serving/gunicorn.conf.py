@@ -18,10 +18,13 @@ gunicorn's docs advise). gthread was measured too: it lost throughput
 at 64 connections, and in gunicorn 26.2 a worker that had served keep-alive clients waited
 the whole graceful timeout (30 s) on SIGTERM.
 
-Each worker loads the model in a background thread after it starts (``preload_app`` stays
-off: threads do not survive a fork). The master makes a private folder
-(``SERVING_STATE_DIR``) where the workers agree on the model they serve (``serving/sync.py``)
-and removes it on exit. gunicorn's control socket (new in 25.1, on by default at
+Each worker loads the model in its own thread (``preload_app`` stays off: threads do not
+survive a fork) and accepts connections only once that first load has finished
+(``post_worker_init`` below): after ``/ready`` answers 200, no request meets a worker still
+loading. While it waits, the worker tells the master it is alive, so a load slower than
+``SERVING_TIMEOUT`` delays readiness instead of getting the worker killed. The master makes
+a private folder (``SERVING_STATE_DIR``) where the workers agree on the model they serve
+(``serving/sync.py``) and removes it on exit. gunicorn's control socket (new in 25.1, on by default at
 ``~/.gunicorn/gunicorn.ctl``) is off: two services on one machine would share that path, and
 nothing here uses it.
 """
@@ -65,6 +68,13 @@ def on_starting(server):
     folder = tempfile.mkdtemp(prefix="mlops-serving-")
     os.environ[config.STATE_DIR_VARIABLE] = folder
     os.environ[_OWN_STATE_DIR] = folder
+
+
+def post_worker_init(worker):
+    """Worker, app imported, before it accepts a connection: wait for its model."""
+    from serving.runtime import SERVICE
+
+    SERVICE.wait_loaded(heartbeat=worker.notify, alive=lambda: worker.alive)
 
 
 def worker_exit(server, worker):

@@ -7,10 +7,13 @@ A reload builds the new ``LoadedModel`` completely (load, compile the input rule
 warm-up prediction on a reference row) before the one assignment that swaps it in; if any
 step fails, the old model keeps serving and the caller gets the reason.
 
-A worker loads its model in a background thread when it starts, so the process is up at
-once (``/health``) and ``/ready`` says 503 with the reason until a model is in, or for good
-if there is none (no crash, no boot loop). Across the workers of one gunicorn master the
-model is kept in step through ``sync.SharedState``. ``MODEL_POLL_SECONDS`` makes each
+A worker's model thread loads the model when the worker starts, and under gunicorn the
+worker accepts no connection until that first load has finished (``wait_loaded``, called
+from ``post_worker_init`` in gunicorn.conf.py): a worker that answers has its model, so
+after one ``/ready`` 200 no request meets a worker still loading (issue 28). If there is no
+model to load, the worker starts anyway and ``/ready`` says 503 with the reason (no crash,
+no boot loop) until a ``/reload`` brings one in. Across the workers of one gunicorn master
+the model is kept in step through ``sync.SharedState``. ``MODEL_POLL_SECONDS`` makes each
 worker re-resolve the alias every N seconds (an alias lookup costs a few ms) and reload
 when it moved.
 """
@@ -65,6 +68,9 @@ class LoadedModel:
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         return self.bundle.predict(df)
 
+    def predict_one(self, trip: dict) -> float:
+        return self.bundle.predict_one(trip)
+
 
 @dataclass(frozen=True)
 class ReloadResult:
@@ -90,6 +96,7 @@ class ModelService:
         self._registry: MlflowRegistry | None = None
         self._started_pid: int | None = None
         self._stop = threading.Event()
+        self._first_load = threading.Event()  # set once the first load has finished (or failed)
         self._thread: threading.Thread | None = None
         self._follow_error: tuple[int, str] | None = None
 
@@ -118,6 +125,9 @@ class ModelService:
 
     def _build(self, pin: Pin) -> LoadedModel:
         started = time.perf_counter()
+        if delay := config.load_delay_seconds():  # tests: a slow load, on purpose
+            log.warning("SERVING_TEST_LOAD_DELAY_SECONDS=%s: sleeping before loading %s", delay, pin.name)
+            time.sleep(delay)
         registry = self.registry()
         bundle = source.load(pin, registry)
         if pin.kind == "path":  # what was read, even if the folder changed since resolve()
@@ -268,13 +278,29 @@ class ModelService:
             return
         self._started_pid = os.getpid()
         self._stop.clear()
+        self._first_load.clear()
         config.bound_mlflow_client_retries()
         self._ack(self._shared())
         if not background:
             self.load_initial()
+            self._first_load.set()
             return
         self._thread = threading.Thread(target=self._run, name="model-sync", daemon=True)
         self._thread.start()
+
+    def wait_loaded(self, heartbeat=None, alive=None, interval: float = 0.5) -> None:
+        """Block until the model thread's first load has finished (a model is in, or why not
+        is known), calling ``heartbeat()`` every ``interval`` s meanwhile; stop waiting when
+        ``alive()`` turns false (the worker is asked to exit). gunicorn calls this before a
+        worker accepts connections, with the worker's ``notify`` as the heartbeat, so a slow
+        registry delays readiness instead of getting the worker killed by its timeout."""
+        if self._thread is None:
+            return
+        while not self._first_load.wait(interval):
+            if alive is not None and not alive():
+                return
+            if heartbeat is not None:
+                heartbeat()
 
     def stop(self) -> None:
         self._stop.set()
@@ -289,8 +315,6 @@ class ModelService:
     def _run(self) -> None:
         try:
             self.load_initial()
-            if self._current is not None and self._current.pin.kind == "registry":
-                self.registry().client()  # import mlflow now, not in the first /reload (~2 s)
         except Exception:  # never let the thread die silently
             log.exception("loading the model failed")
         # Everything imported and loaded so far lives as long as the process: take it out of
@@ -298,6 +322,14 @@ class ModelService:
         # (Django, pandas, sklearn, mlflow, dagster): ~250 ms with the worker stalled.
         gc.collect()
         gc.freeze()
+        self._first_load.set()  # the worker may accept connections now
+        try:
+            if self._current is not None and self._current.pin.kind == "registry":
+                self.registry().client()  # import mlflow now, not in the first /reload (~2 s)
+                gc.collect()
+                gc.freeze()
+        except Exception:
+            log.exception("preparing the MLflow client failed")
         shared = self._shared()
         poll = config.poll_seconds()
         next_poll = time.monotonic() + poll if poll else None

@@ -13,9 +13,9 @@ from serving.api import api
 NINJA_STATIC = Path(ninja.__file__).parent / "static"
 
 urlpatterns = [
+    path("", api.urls),  # first: /predict is resolved on every request
     # /docs (Swagger UI) loads these; they ship with django-ninja, so no CDN is needed.
     re_path(r"^static/(?P<path>ninja/.+)$", serve, {"document_root": NINJA_STATIC}),
-    path("", api.urls),
 ]
 
 handler400 = "serving.views.bad_request"

@@ -1,7 +1,8 @@
-"""The WSGI application (what gunicorn serves): Django, plus the model loading in the background.
+"""The WSGI application (what gunicorn serves): Django, plus the model thread.
 
 ``serving/gunicorn.conf.py`` keeps ``preload_app`` off, so each worker imports this module
-after the fork and starts its own model thread (threads do not survive a fork).
+after the fork and starts its own model thread (threads do not survive a fork); its
+``post_worker_init`` then holds the worker back until the first load has finished.
 """
 
 from __future__ import annotations

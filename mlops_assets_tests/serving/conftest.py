@@ -62,6 +62,7 @@ SERVICE_VARIABLES = (
     "SERVING_MAX_BATCH_ROWS",
     "SERVING_RELOAD_WAIT_SECONDS",
     "SERVING_STATE_DIR",
+    "SERVING_TEST_LOAD_DELAY_SECONDS",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
 )
@@ -216,8 +217,9 @@ class GunicornServer:
         )
         deadline = time.monotonic() + timeout
         path = "/ready" if wait_ready else "/health"
-        # /ready answers from whichever worker accepts: with wait_ready, every worker must have
-        # loaded its model (a model load takes seconds; a request to a worker still loading is 503).
+        # /ready answers from whichever worker accepts; a worker accepts only once its model is
+        # loaded (test_readiness.py). With wait_ready, the log must also show every worker
+        # serving, so a test starts with all of them ready whatever the readiness code does.
         workers = int(env.get("SERVING_WORKERS") or 1) if wait_ready else 0
         try:
             while time.monotonic() < deadline:

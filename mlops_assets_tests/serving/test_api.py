@@ -315,15 +315,17 @@ def request_log():
 
 
 def test_an_internal_error_is_a_json_500_without_traceback(served, monkeypatch, request_log):
-    def broken(self, df):
+    def broken(self, trips):
         raise RuntimeError("model exploded at /secret/path")
 
-    monkeypatch.setattr(runtime.LoadedModel, "predict", broken)
-    response = post(Client(raise_request_exception=False), TRIP)
-    body = assert_json_error(response, 500, "internal error")
-    assert "/secret/path" not in json.dumps(body)
-    assert [r.status_code for r in request_log] == [500]  # logged, with the stack trace
-    assert request_log[0].exc_info is not None
+    monkeypatch.setattr(runtime.LoadedModel, "predict", broken)  # a batch (a frame)
+    monkeypatch.setattr(runtime.LoadedModel, "predict_one", broken)  # one trip (no frame)
+    for sent in (TRIP, [TRIP, TRIP]):
+        response = post(Client(raise_request_exception=False), sent)
+        body = assert_json_error(response, 500, "internal error")
+        assert "/secret/path" not in json.dumps(body)
+    assert [r.status_code for r in request_log] == [500, 500]  # logged, with the stack trace
+    assert all(r.exc_info is not None for r in request_log)
 
 
 # --- no model ---------------------------------------------------------------------------------

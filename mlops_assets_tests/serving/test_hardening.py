@@ -133,6 +133,23 @@ def test_a_batch_over_the_maximum_is_refused_before_its_rows_are_decoded(served,
     assert decode_spy == ["from_json", "validate"]
 
 
+def test_only_a_body_with_enough_commas_is_counted(served, client, monkeypatch):
+    """Counting costs ~0.1 ms on 60 KB: a batch with fewer commas than the limit (so fewer
+    items) is not counted (issue 28); one with as many is, and refused if too long."""
+    counted = []
+    real = inputs_module.count_items
+
+    def spy(body, limit):
+        counted.append(1)
+        return real(body, limit)
+
+    monkeypatch.setattr(inputs_module, "count_items", spy)
+    padded = [{**TRIP, "note": " " * 20} for _ in range(1_000)]  # 60 KB, 3,999 commas
+    assert post(client, padded).status_code == 200 and counted == []
+    json_error(post(client, [{}] * 10_001), 413, "the batch has 10001 rows")  # 10,000 commas
+    assert counted == [1]
+
+
 def test_counting_items_agrees_with_a_json_parser():
     """``count_items`` reads structure from bytes; on real JSON it counts what json.loads does
     (strings holding brackets, commas, quotes and backslashes; nesting; any chunk boundary)."""

@@ -6,8 +6,9 @@ trained on the real 2022-01 month, compared with ``ModelBundle.predict`` on the 
 rows of the trips frame: equal floats, not approximately equal. Also checks the request
 frame has the trips frame's dtypes. Nothing is faked.
 
-(A comparison with the Dagster ``predictions`` asset's per-day parquet files, column
-``prediction``, belongs here once that asset lands.)
+The last test compares the answers with what the Dagster ``predictions`` asset stored
+(its per-day parquet files, column ``prediction``), for a batch and for single trips (which
+the service scores without a frame, ``mlops_core.features.record_dict``).
 """
 
 from __future__ import annotations
@@ -90,3 +91,9 @@ def test_the_service_answers_what_the_predictions_asset_stored(home, resources, 
     answer = response.json()
     assert answer["model_version"] == "1"
     assert answer["duration_minutes"] == stored["prediction"].tolist()
+    # one trip per request takes the other path (no frame: features.record_dict): the same
+    sample = stored.sample(300, random_state=3)
+    for record, expected in zip(sample.to_dict("records"), sample["prediction"], strict=True):
+        body = json.dumps(trip_payload(record))
+        response = client.post("/predict", data=body, content_type="application/json")
+        assert response.json()["duration_minutes"] == expected

@@ -12,7 +12,8 @@ forwarded (checked against a small echo server standing in for gunicorn).
 
 Replaced: Docker. `server serving:8000` and `listen 8000` become loopback ports (the only
 rewrites of the file), and the image's nginx.conf becomes a minimal one with the same
-http-level settings and temporary paths in a private folder. Debian's nginx (1.22) runs here;
+http-level settings and temporary paths in a private folder (`bench/nginx.py`'s `render`,
+which the serving benchmark uses too). Debian's nginx (1.22) runs here;
 the image runs 1.30. nginx must be installed (`apt-get install -y nginx`; .ci/run does it and
 sets MLOPS_REQUIRE_NGINX=1, so CI fails rather than skips without it).
 """
@@ -35,6 +36,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.nginx import render
 from bench.support import stop_process, wait_for
 from mlops_assets_tests.stack.support import (
     REPO,
@@ -53,25 +55,6 @@ pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 TRIP = {"PULocationID": 74, "DOLocationID": 168, "trip_distance": 2.5}
-NGINX_MAIN = """# the nginx image's nginx.conf, with its paths in a private folder
-worker_processes auto;
-error_log {prefix}/error.log info;
-pid {prefix}/nginx.pid;
-events {{
-    worker_connections 1024;
-}}
-http {{
-    default_type application/octet-stream;
-    sendfile on;
-    keepalive_timeout 65;
-    client_body_temp_path {prefix}/client_temp;
-    proxy_temp_path {prefix}/proxy_temp;
-    fastcgi_temp_path {prefix}/fastcgi_temp;
-    uwsgi_temp_path {prefix}/uwsgi_temp;
-    scgi_temp_path {prefix}/scgi_temp;
-    include {site};
-}}
-"""
 
 
 def nginx_binary() -> str:
@@ -122,18 +105,8 @@ class Nginx:
         self.port = 0
 
     def render(self, port: int) -> Path:
-        text = proxy_config_file().read_text()
-        for old, new in (
-            ("server serving:8000;", f"server 127.0.0.1:{self.upstream_port};"),
-            ("listen 8000;", f"listen 127.0.0.1:{port};"),
-        ):
-            assert text.count(old) == 1, f"{old!r} must appear once in the proxy's configuration"
-            text = text.replace(old, new)
-        site = self.prefix / "serving.conf"
-        site.write_text(text)
-        main = self.prefix / "nginx.conf"
-        main.write_text(NGINX_MAIN.format(prefix=self.prefix, site=site))
-        return main
+        # the same rewrite as the serving benchmark's (bench/nginx.py)
+        return render(proxy_config_file().read_text(), self.upstream_port, port, self.prefix)
 
     def start(self) -> Nginx:
         binary = nginx_binary()
@@ -215,8 +188,8 @@ class Gunicorn:
             }
 
         def ready(port) -> bool:
-            # the compose healthcheck, on this port; it asks one worker: wait for the others too
-            # (a request to a worker still loading its model is a 503)
+            # the compose healthcheck, on this port; it asks one worker: the log must show the
+            # others serving too (a worker accepts only once loaded, test_readiness.py)
             test = service["healthcheck"]["test"]
             healthy = run_python_healthcheck(test, ("127.0.0.1:8000", f"127.0.0.1:{port}"))
             return healthy and self.workers_serving() >= int(env["SERVING_WORKERS"])
