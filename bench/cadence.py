@@ -307,6 +307,39 @@ def comparison(daily: dict, monthly: dict) -> dict | None:
     }
 
 
+def segments(daily: Sequence[dict], monthly: Sequence[dict]) -> list[dict]:
+    """The days both loops monitored, cut where the pair of models in effect changes: each
+    segment's days and both loops' trip-weighted RMSE on them (the same trips, two models)."""
+    by_day = {day_of(r["timestamp"]): r for r in monthly}
+    out: list[dict] = []
+    for row in sorted(daily, key=lambda r: day_of(r["timestamp"])):
+        day = day_of(row["timestamp"])
+        other = by_day.get(day)
+        if other is None:
+            continue
+        pair = (str(row.get("model_version")), str(other.get("model_version")))
+        if out and out[-1]["pair"] == pair and add_days(out[-1]["last"], 1) == day:
+            out[-1]["last"] = day
+            out[-1]["daily_rows"].append(row)
+            out[-1]["monthly_rows"].append(other)
+        else:
+            out.append(
+                {"pair": pair, "first": day, "last": day, "daily_rows": [row], "monthly_rows": [other]}
+            )
+    return [
+        {
+            "first": seg["first"],
+            "last": seg["last"],
+            "days": len(seg["daily_rows"]),
+            "daily_version": seg["pair"][0],
+            "monthly_version": seg["pair"][1],
+            "daily_rmse": weighted_rmse(seg["daily_rows"])["rmse"],
+            "monthly_rmse": weighted_rmse(seg["monthly_rows"])["rmse"],
+        }
+        for seg in out
+    ]
+
+
 # --- one loop, in its own process -----------------------------------------------------------
 def jsonable(value):
     if isinstance(value, datetime | date):
@@ -801,7 +834,24 @@ def run_case(case: Case, loops: Sequence[str], work: Path, timeout: float) -> di
         summaries[loop] = summarize(result, window_first)
         initial = (result["train"].get("model") or {}).get("metadata") or {}
         report_loop(loop, summaries[loop], initial)
-    compared = comparison(summaries["daily"], summaries["monthly"]) if len(summaries) == 2 else None
+    compared, pairs = None, []
+    if len(summaries) == 2:
+        compared = comparison(summaries["daily"], summaries["monthly"])
+        pairs = segments(raw["daily"]["metrics"], raw["monthly"]["metrics"])
+        print("\nthe same days, model against model (trip-weighted mean daily RMSE on the same trips):")
+        print(
+            table(
+                [
+                    {
+                        "days": f"{p['first']} .. {p['last']} ({p['days']})",
+                        "daily loop": f"v{p['daily_version']} {fmt(p['daily_rmse'])}",
+                        "monthly loop": f"v{p['monthly_version']} {fmt(p['monthly_rmse'])}",
+                        "daily - monthly": fmt(margin(p["daily_rmse"], p["monthly_rmse"]), sign=True),
+                    }
+                    for p in pairs
+                ]
+            )
+        )
     print(f"\n{case.name}: wall {wall:.0f} s for {', '.join(loops)} (load {loadavg()})")
     if compared:
         print(
@@ -850,6 +900,7 @@ def run_case(case: Case, loops: Sequence[str], work: Path, timeout: float) -> di
         },
         "failed_loops": [loop for loop, r in raw.items() if r is None],
         "comparison": compared,
+        "segments": pairs,
     }
 
 

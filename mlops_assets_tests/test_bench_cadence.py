@@ -147,3 +147,29 @@ def test_error_line_drops_the_dotted_path_dagster_puts_before_the_message():
     assert cadence.error_line("RetrainRefused", message) == "RetrainRefused: too few rows"
     assert cadence.error_line("ValueError", "bad: value") == "ValueError: bad: value"
     assert cadence.error_line(None, "plain") == "plain"
+
+
+def test_segments_cut_where_either_loop_changes_model():
+    daily = [
+        row("2022-01-01", 8.0, 100, "1"),
+        row("2022-01-02", 9.0, 100, "4"),
+        row("2022-01-03", 11.0, 100, "4"),
+        row("2022-01-04", 10.0, 100, "4"),
+    ]
+    monthly = [
+        row("2022-01-01", 8.0, 100, "1"),
+        row("2022-01-02", 8.0, 100, "1"),
+        row("2022-01-03", 9.0, 300, "2"),
+        row("2022-01-04", 7.0, 100, "2"),
+    ]
+    got = [
+        (s["first"], s["last"], s["daily_version"], s["monthly_version"])
+        for s in cadence.segments(daily, monthly)
+    ]
+    assert got == [
+        ("2022-01-01", "2022-01-01", "1", "1"),
+        ("2022-01-02", "2022-01-02", "4", "1"),
+        ("2022-01-03", "2022-01-04", "4", "2"),
+    ]
+    last = cadence.segments(daily, monthly)[-1]
+    assert (last["days"], last["daily_rmse"], last["monthly_rmse"]) == (2, 10.5, (9 * 300 + 7 * 100) / 400)
