@@ -1,8 +1,10 @@
 """``make bench``: every benchmark in bench/, one after another, then one summary table.
 
 Runs bench/backfill.py, bench/scale.py, bench/sensor.py and bench/serving.py (which needs wrk
-and nginx: ``apt-get install -y wrk nginx``) as separate processes, shows their own output as it comes, and
-prints one table of the ratios each measured against its baseline in the same run. These
+and nginx: ``apt-get install -y wrk nginx``) as separate processes, shows their own output as it
+comes, and prints one table of the ratios each measured against its baseline in the same run.
+bench/cadence.py (the alert/retrain loop day by day vs monthly) is not part of it: about 10
+minutes for its two cases, and its figures are decisions and RMSEs, not timings; run it alone. These
 machines are noisy: compare the ratios, not the absolute times. Record the output in
 BENCHMARKS.md with the command that made it.
 
