@@ -42,13 +42,15 @@ STORE, STORE_RANK = "store", 2
 DOMAINS = {"data": 3, "training": 4, "monitoring": 5, "alerting": 6, "ops": 7}
 TOP = {"resources", "definitions", "demo"}
 # Product modules allowed to read the environment (besides serving's gunicorn.conf.py and
-# wsgi.py, and demo.py): the code location's settings and the service's config.
+# wsgi.py, and the demo): the code location's settings and the service's config.
 ENV_READERS = {"mlops_assets/settings.py", "serving/config.py"}
 ENV_EXEMPT = {
     "serving/gunicorn.conf.py",
     "serving/wsgi.py",
-    "mlops_assets/demo.py",
+    # make demo: a process entry point (DEMO_MONTHS, DAGSTER_HOME, MLflow's log level)
     "mlops_assets/demo/__main__.py",
+    "mlops_assets/demo/runner.py",
+    "mlops_assets/demo/story.py",
 }
 
 

@@ -1,23 +1,12 @@
-"""``make demo``: the platform's main job on embedded defaults, with progress and a summary.
-
-Runs on a persistent Dagster instance in ``DAGSTER_HOME`` (default ``MLOPS_HOME/dagster_home``),
-so every run it makes shows up afterwards in ``make dev``: each is a run of one of the code
-location's named jobs (``train_duration_model``, ``metrics_backfill_to_postgres``, the retrain
-job), tagged ``mlops/demo``, ``mlops/stage`` and ``mlops/spec``; the retrain the alert sensor
-requests also carries the sensor's name and run key, as a daemon-launched run does. Trip data comes from
-``TRIP_DATA_DIR`` when set, else from the TLC; when the TLC cannot be reached it says so and
-falls back to the synthetic generator (``TRIP_SOURCE=synthetic``), clearly labelled.
-"""
+"""The demo's runner: a persistent Dagster instance, the code location's named jobs run in
+process with the demo's tags, and the real alert sensor evaluated as the daemon would."""
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import statistics
-import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,14 +17,11 @@ from mlops_assets import constants as C
 from mlops_assets import local_instance
 from mlops_assets import resources as R
 from mlops_assets.alerting.sensor import sensor_name
-from mlops_assets.alerting.store import AlertStore
 from mlops_assets.data.sources import TripDataError
 from mlops_assets.definitions import build_defs
-from mlops_assets.monitoring.store import DailyMetricsStore
+from mlops_assets.demo.output import outcome, say
 from mlops_assets.settings import Settings
 from mlops_assets.training.retrain_asset import TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
-from mlops_assets.training.store import TimelineStore
-from mlops_core.daily_metrics import DailyMetrics
 from mlops_core.specs import ModelSpec
 
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
@@ -49,35 +35,6 @@ DEMO_TAG, STAGE_TAG, SPEC_TAG = "mlops/demo", "mlops/stage", "mlops/spec"
 # (dagster/_core/storage/tags.py: SENSOR_NAME_TAG, RUN_KEY_TAG; dagster/_daemon/sensor.py,
 # _create_sensor_run): the sensor page lists the run and a later daemon tick knows the run key.
 SENSOR_NAME_TAG, RUN_KEY_TAG = "dagster/sensor_name", "dagster/run_key"
-
-
-# Set to "[synthetic] " when the trips are the generator's: every line the demo prints says so.
-LABEL = ""
-
-
-def say(message: str = "") -> None:
-    lines = message.splitlines() or [""]
-    print("\n".join(f"{LABEL}{line}" if line else LABEL.rstrip() for line in lines), flush=True)
-
-
-def table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
-    """A plain fixed-width table (no extra dependency)."""
-    if not rows:
-        return "(none)"
-    columns = list(columns or rows[0].keys())
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    rule = "  ".join("-" * w for w in widths)
-    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join([line, rule, *body])
-
-
-def outcome(md: dict) -> str:
-    """A promotion decision from asset metadata, in one line."""
-    if md["decision"] == "promoted":
-        return f"promoted, in effect from {md['effective_from']}"
-    return f"not promoted ({md['decision_reason']})"
 
 
 def instance(settings: Settings) -> dg.DagsterInstance:
@@ -310,139 +267,3 @@ def sensor_run_tags(sensor: str, request: dg.RunRequest) -> dict[str, str]:
     """The tags of the run a sensor's ``request`` becomes: the request's own, then the
     sensor's name and the run key, as Dagster's sensor daemon adds them."""
     return {**request.tags, SENSOR_NAME_TAG: sensor, RUN_KEY_TAG: request.run_key}
-
-
-def main() -> int:
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
-    settings = Settings.from_env()
-    specs = settings.load_specs()
-    spec = next((s for s in specs if s.name == "green_taxi_duration"), specs[0])
-    months = [m.strip() for m in os.environ.get("DEMO_MONTHS", DEFAULT_MONTHS).split(",") if m.strip()]
-    settings = choose_trip_source(settings, spec)
-    global LABEL
-    if settings.trip_source == "synthetic":
-        LABEL = "[synthetic] "
-    demo = Demo(spec, settings)
-    db = R.metrics_db(settings)
-    say(f"mlops_assets demo: model spec '{spec.name}' ({spec.source_file})")
-    say(f"MLOPS_HOME     {settings.home}")
-    say(f"trip data      {R.trip_source(settings).describe()}")
-    say(f"metrics DB     {db.describe()}")
-    say(f"MLflow         {R.model_registry(settings).describe()}")
-    say(f"alert email    {demo.defs.resources['mailer'].describe()}")
-    say(f"drift method   {spec.drift_method} (Evidently ValueDrift on the predictions)")
-    for rule in spec.monitoring.rules:
-        say(f"alert rule     {rule.describe()}{' -> retrain' if rule.retrain else ''}")
-    say(f"months         train {spec.training.month}; monitor {', '.join(months)}")
-    if DailyMetricsStore(db).rows(spec.name):
-        say()
-        say("! MLOPS_HOME already holds an earlier run: monitoring reproduces the same rows, breaches")
-        say("  already alerted are not emailed again and models are not promoted twice. For a fresh")
-        say(f"  story, delete it first (rm -rf {settings.home}; the TLC downloads are in its cache/).")
-    say()
-    demo.train()
-    for month in months:
-        demo.monitor(month)
-        demo.sensor_tick()
-    demo.draw_history()
-    say()
-    print_story(spec, settings, demo.retrains())
-    return 0
-
-
-def fired(alerts: list[dict]) -> str:
-    """Which rules fired on a day, and whether their email went out: ``drift,rmse_ratio (sent)``."""
-    if not alerts:
-        return ""
-    status = "sent" if all(a["status"] == "sent" for a in alerts) else "pending"
-    return f"{','.join(a['rule'] for a in alerts)} ({status})"
-
-
-def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> None:
-    db = R.metrics_db(settings)
-    rows = DailyMetricsStore(db).rows(spec.name)
-    all_alerts = AlertStore(db).all(spec.name)
-    by_day: dict = {}
-    for a in all_alerts:
-        by_day.setdefault(a["timestamp"], []).append(a)
-    timeline = TimelineStore(db).entries(spec.name)
-    starts = {t["effective_from"]: t for t in timeline}
-    rules = {r.metric: r for r in spec.monitoring.rules}
-    say(
-        "Timeline (one row per monitored day; ! marks a value that counts towards its rule: past "
-        "the threshold, on a day with the rule's min_rows trips)"
-    )
-    table_rows = []
-
-    def cell(row: DailyMetrics, column: str, digits: int) -> str:
-        value = getattr(row, column)
-        if value is None:
-            return "n/a"
-        rule = rules.get(column)
-        mark = "!" if rule is not None and rule.qualifies(value, row.n_rows) else ""
-        return f"{value:.{digits}f}{mark}"
-
-    for row in rows:
-        day = row.timestamp.date()
-        event = ""
-        if day in starts:
-            t = starts[day]
-            event = f"v{t['model_version']} in effect ({t['reason']})"
-        table_rows.append(
-            {
-                "day": str(day),
-                "trips": row.n_rows,
-                "drift": cell(row, "prediction_drift", 4),
-                "rmse": cell(row, "rmse", 2),
-                "rmse_ratio": cell(row, "rmse_ratio", 2),
-                "model": f"v{row.model_version}",
-                "rules fired": fired(by_day.get(row.timestamp, [])),
-                "model change": event,
-            }
-        )
-    say(table(table_rows))
-    say()
-    say("Model timeline (which version is in effect from which day)")
-    say(
-        table(
-            [
-                {
-                    "from": str(t["effective_from"]),
-                    "version": f"v{t['model_version']}",
-                    "trained up to": str(t["window_end"]),
-                    "holdout RMSE": "" if t["holdout_rmse"] is None else f"{t['holdout_rmse']:.3f}",
-                    "replaced": "" if t["previous_version"] is None else f"v{t['previous_version']}",
-                    "why": t["reason"],
-                }
-                for t in timeline
-            ]
-        )
-    )
-    say()
-    sent = [a for a in all_alerts if a["status"] == "sent"]
-    per_rule = ", ".join(
-        f"{r.id} {sum(a['rule'] == r.id for a in all_alerts)}" for r in spec.monitoring.rules
-    )
-    say(
-        f"Alerts: {len(all_alerts)} breach(es) ({per_rule}), {len(sent)} emailed in "
-        f"{len({a['message_id'] for a in sent})} email(s); retrains: {len(retrains)}, promoted: "
-        f"{sum(r['decision'] == 'promoted' for r in retrains)}"
-    )
-    outbox = settings.home / "outbox"
-    if outbox.is_dir():
-        say(f"Outbox         {outbox} ({len(list(outbox.glob('*.eml')))} .eml file(s))")
-    say(f"Reports        {settings.home / 'reports' / spec.name}")
-    say(f"Chart          {settings.home / 'reports' / spec.name / 'monitoring_history.png'}")
-    tracking = R.model_registry(settings).describe()
-    say(f"MLflow         {tracking} (champion: v{timeline[-1]['model_version']})")
-    say(f"               mlflow ui --backend-store-uri {tracking}")
-    say(f"Dagster        `make dev`, then http://localhost:3000 (runs kept in {os.environ['DAGSTER_HOME']})")
-    say(
-        f"               drift over time: asset {spec.name}/{C.MONITORING_HISTORY}, its chart in the metadata"
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())
