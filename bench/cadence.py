@@ -72,6 +72,7 @@ TRAIN_JOB = "train_duration_model"
 MONITORING_JOB = "metrics_backfill_to_postgres"
 MONITORING = ("trips", "predictions", "drift_metrics", "dummy_metrics")
 TRIPS, MODEL, RETRAINED = "trips", "duration_model", "retrained_model"
+REVIEW = "champion_review"  # the daily shadow review of a new champion (and its rollback)
 # Dagster's tags: a sensor's run (dagster/_core/storage/tags.py) and a range run.
 SENSOR_NAME_TAG, RUN_KEY_TAG = "dagster/sensor_name", "dagster/run_key"
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -400,7 +401,7 @@ class Driver:
         out = {"job": job, "partition": partition or (f"{first}..{last}" if first else None)}
         started = time.perf_counter()
         try:
-            result = self.defs.get_job_def(job).execute_in_process(
+            result = self.defs.resolve_job_def(job).execute_in_process(
                 instance=self.instance,
                 asset_selection=list(selection),
                 partition_key=partition,
@@ -431,8 +432,18 @@ class Driver:
             model = self.run(TRAIN_JOB, [self.key(MODEL)], partition=first, tags={"mlops/stage": "training"})
         return {"trips": trips, "model": model}
 
-    def monitor(self, first: str, last: str) -> dict:
+    def monitoring_keys(self) -> list:
+        """The daily job's chain for this spec: the monitoring assets, and the champion review
+        where the code location has one (it runs in the same job, as the daily schedule's run)."""
         keys = [self.key(n) for n in MONITORING]
+        try:
+            self.defs.resolve_assets_def(self.key(REVIEW))
+        except Exception:  # an older code location without the shadow review
+            return keys
+        return [*keys, self.key(REVIEW)]
+
+    def monitor(self, first: str, last: str) -> dict:
+        keys = self.monitoring_keys()
         if first == last:
             return self.run(MONITORING_JOB, keys, partition=first, tags={"mlops/stage": "monitoring"})
         return self.run(MONITORING_JOB, keys, first=first, last=last, tags={"mlops/stage": "monitoring"})

@@ -12,6 +12,7 @@ DRIFT_METRICS = "drift_metrics"
 DUMMY_METRICS = "dummy_metrics"
 RETRAINED_MODEL = "retrained_model"
 MONITORING_HISTORY = "monitoring_history"
+CHAMPION_REVIEW = "champion_review"
 
 # Jobs keep the original Airflow design's DAG names where they map.
 TRAIN_JOB = "train_duration_model"

@@ -42,3 +42,7 @@ def retrained_key(spec: ModelSpec) -> dg.AssetKey:
 
 def history_key(spec: ModelSpec) -> dg.AssetKey:
     return asset_key(spec, C.MONITORING_HISTORY)
+
+
+def champion_review_key(spec: ModelSpec) -> dg.AssetKey:
+    return asset_key(spec, C.CHAMPION_REVIEW)

@@ -43,15 +43,17 @@ from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets.training.retrain_asset import (
+    ATTEMPT_TAG,
+    EPISODE_TAG,
     RETRAIN_TAG,
     TRIGGER_DAY_TAG,
     TRIGGER_RULE_TAG,
     TRIGGER_VALUE_TAG,
 )
-from mlops_assets.training.store import TimelineStore
+from mlops_assets.training.store import DecisionStore, TimelineStore
 from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, train_through_assets
 from mlops_core.daily_metrics import DailyMetrics
-from mlops_core.specs import Features, Retraining
+from mlops_core.specs import Features, ModelSpec, Retraining
 
 SPEC = default_spec()
 RETRAINED = dg.AssetKey([SPEC.name, C.RETRAINED_MODEL])
@@ -152,7 +154,9 @@ def test_breach_line_is_the_original_format():
     )
 
 
-def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_env, settings, resources):
+def test_sensor_waits_for_data_after_the_change_then_requests_once_and_advances_its_cursor(
+    isolated_env, settings, resources
+):
     db = R.metrics_db(settings)
     put_rows(
         db,
@@ -160,16 +164,13 @@ def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_
     )
     defs, instance = build_defs([SPEC], resources), dg.DagsterInstance.ephemeral()
     result = tick(defs, instance)
-    (request,) = result.run_requests
-    assert request.partition_key == "2022-02-04"
-    assert request.run_key == "retrain:green_taxi_duration:2022-02-04"
-    assert request.asset_selection == [RETRAINED]
-    assert request.tags == {
-        RETRAIN_TAG: SPEC.name,
-        TRIGGER_RULE_TAG: "prediction_drift > 0.20",
-        TRIGGER_VALUE_TAG: "0.2700",
-        TRIGGER_DAY_TAG: "2022-02-04",
-    }
+    # One episode from 2022-02-02 (a quiet day inside it does not end it): no retrain before
+    # retraining.days_after_change (21) days of it are monitored.
+    assert not result.run_requests
+    assert (
+        "episode since 2022-02-02: waiting for data after the change, a retrain on 2022-02-22 at the "
+        "earliest (retraining.days_after_change=21; monitored up to 2022-02-05)"
+    ) in result.skip_reason.skip_message
     newest = max(r["computed_at"] for r in [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)])
     assert json.loads(result.cursor) == {"computed_at": newest.isoformat()}
 
@@ -184,11 +185,57 @@ def test_sensor_requests_the_latest_breach_day_and_advances_its_cursor(isolated_
         "Threshold breach (>0.20): 2022-02-04 00:00 — 0.2700",
     ]
 
-    # The next tick, from the new cursor: no new rows, no new email, the same idempotent request.
+    # The next tick, from the new cursor: no new rows, no new email, still waiting.
     again = tick(defs, instance, result.cursor)
-    assert [r.run_key for r in again.run_requests] == [request.run_key]
+    assert not again.run_requests
     assert len(list((isolated_env / "outbox").glob("*.eml"))) == 1
     assert again.cursor == result.cursor
+
+    # The change goes on to 2022-02-22: now one request, for the episode's first attempt, on
+    # the window ending that day; a later tick asks for the same run (the same run key).
+    put_rows(db, {f"2022-02-{d:02d}": 0.30 for d in range(6, 23)})
+    ready = tick(defs, instance, again.cursor)
+    (request,) = ready.run_requests
+    assert request.partition_key == "2022-02-22"
+    assert request.run_key == "retrain:green_taxi_duration:2022-02-02:1"
+    assert request.asset_selection == [RETRAINED]
+    assert request.tags == {
+        RETRAIN_TAG: SPEC.name,
+        TRIGGER_RULE_TAG: "prediction_drift > 0.20",
+        TRIGGER_VALUE_TAG: "0.3000",
+        TRIGGER_DAY_TAG: "2022-02-22",
+        EPISODE_TAG: "2022-02-02",
+        ATTEMPT_TAG: "1",
+    }
+    assert [r.run_key for r in tick(defs, instance, ready.cursor).run_requests] == [request.run_key]
+
+
+def test_a_rule_that_retrains_at_once_requests_the_latest_breach_day(isolated_env, settings):
+    """``retrain: at_once``: the original behaviour, the trailing window of the latest breach day."""
+    spec = spec_with_rules([{"metric": "prediction_drift", "retrain": "at_once"}])
+    db = R.metrics_db(settings)
+    put_rows(
+        db,
+        {"2022-02-01": 0.05, "2022-02-02": 0.31, "2022-02-03": 0.12, "2022-02-04": 0.27, "2022-02-05": None},
+    )
+    defs, instance = build_defs([spec], build_resources(settings)), dg.DagsterInstance.ephemeral()
+    (request,) = tick(defs, instance).run_requests
+    assert request.partition_key == "2022-02-04"
+    assert request.run_key == "retrain:green_taxi_duration:2022-02-04"
+    assert request.tags == {
+        RETRAIN_TAG: SPEC.name,
+        TRIGGER_RULE_TAG: "prediction_drift > 0.20",
+        TRIGGER_VALUE_TAG: "0.2700",
+        TRIGGER_DAY_TAG: "2022-02-04",
+    }
+
+
+def spec_with_rules(rules: list[dict], **retraining):
+    """The default spec with other alert rules (and retraining settings)."""
+    raw = SPEC.model_dump(mode="json", exclude={"source_file"})
+    raw["monitoring"]["rules"] = rules
+    raw["retraining"].update(retraining)
+    return ModelSpec.model_validate(raw)
 
 
 def test_each_breach_is_emailed_exactly_once_over_real_smtp(settings, smtp_port):
@@ -278,7 +325,8 @@ def test_smtp_down_then_up_delivers_once_later(settings, smtp_port, capsys):
     assert alert["status"] == "pending" and alert["attempts"] == 1
     assert f"could not send via smtp://127.0.0.1:{smtp_port}" in alert["last_error"]
     assert "NOT sent, will retry on the next tick" in capsys.readouterr().err  # the tick's log
-    assert [r.partition_key for r in first.run_requests] == ["2022-02-07"]  # evaluation went on
+    # the evaluation went on: the retraining policy judged the episode
+    assert "episode since 2022-02-07: waiting for data after the change" in first.skip_reason.skip_message
 
     with SmtpServer(smtp_port) as inbox:
         tick(defs, instance, first.cursor)
@@ -331,7 +379,7 @@ def test_auth_refused_is_retried_and_the_password_never_leaks(
 
 def test_no_second_retrain_while_one_is_in_flight_and_none_when_covered(settings, resources):
     db = R.metrics_db(settings)
-    put_rows(db, {f"2022-02-{d:02d}": 0.4 for d in range(1, 11)})
+    put_rows(db, {f"2022-02-{d:02d}": 0.4 for d in range(1, 22)})  # 21 days after the change
     defs, instance = build_defs([SPEC], resources), dg.DagsterInstance.ephemeral()
     instance.add_run(
         dg.DagsterRun(
@@ -343,14 +391,17 @@ def test_no_second_retrain_while_one_is_in_flight_and_none_when_covered(settings
     )
     result = tick(defs, instance)
     assert result.run_requests == [] or result.run_requests is None
-    assert "already in flight" in result.skip_reason.skip_message
+    assert "a retrain of green_taxi_duration is in flight" in result.skip_reason.skip_message
 
-    # Once a champion trained up to the latest breach day is in effect, the breach is covered.
+    # Once a champion trained on data after the change is in effect, the episode is covered.
     instance.delete_run("inflight")  # (the in-flight run is over)
-    TimelineStore(db).record(SPEC.name, "2", date(2022, 2, 11), reason="test", window_end=date(2022, 2, 10))
+    TimelineStore(db).record(SPEC.name, "2", date(2022, 2, 22), reason="test", window_end=date(2022, 2, 21))
     covered = tick(defs, instance, result.cursor)
     assert not covered.run_requests
-    assert "covered by the champion (trained up to 2022-02-10)" in covered.skip_reason.skip_message
+    assert (
+        "the champion was trained on data up to 2022-02-21, after the change"
+        in covered.skip_reason.skip_message
+    )
 
 
 # --- the retrain asset ----------------------------------------------------------------------
@@ -469,7 +520,8 @@ def test_a_worse_model_is_registered_but_not_promoted(home, settings, resources)
     md = metadata(result)
     assert md["decision"] == "not promoted"
     assert md["candidate_holdout_rmse"] > md["champion_holdout_rmse"]
-    assert "is worse than champion v1's" in md["decision_reason"]
+    assert md["decision_reason"].startswith("worse than the champion (candidate vs champion v1: RMSE ")
+    assert md["rmse_diff_low"] > 0  # worse beyond noise, paired over the same holdout trips
     registry = R.model_registry(settings)
     assert registry.champion(SPEC.name) == "1"
     assert registry.version_tags(SPEC.name, md["model_version"])["decision"] == "not_promoted"
@@ -479,10 +531,19 @@ def test_a_worse_model_is_registered_but_not_promoted(home, settings, resources)
 def test_too_few_rows_in_the_window_is_refused(home, settings, resources):
     picky = SPEC.model_copy(update={"retraining": Retraining(window_days=28, holdout_days=7, min_rows=10**6)})
     result = retrain(build_defs([picky], resources), "2022-01-31")
-    assert not result.success
-    message = failure_message(result)
+    # A refusal is a decision, not a failed run: recorded in the metadata and model_decisions.
+    assert result.success, failure_message(result)
+    md = metadata(result)
+    assert md["decision"] == "refused"
+    message = md["decision_reason"]
     assert "green_taxi_duration: the window 2022-01-04 .. 2022-01-31 holds " in message
     assert "usable trips, fewer than retraining.min_rows=1000000; refusing to train on so little" in message
+    (decision,) = DecisionStore(R.metrics_db(settings)).all(SPEC.name)[-1:]
+    assert (decision["kind"], decision["decision_key"], decision["reason"]) == (
+        "refused",
+        "retrain:2022-01-31",
+        message,
+    )
     assert (
         len(
             mlflow.MlflowClient(R.model_registry(settings).uri()).search_model_versions(f"name='{SPEC.name}'")
@@ -538,8 +599,9 @@ def test_a_window_reaching_into_a_month_the_data_lacks_trains_on_the_rest(home, 
 
 def test_a_window_with_too_few_rows_left_is_refused_and_names_the_gap(home, settings):
     result = retrain(build_defs([SPEC], build_resources(settings)), "2022-01-02")
-    assert not result.success
-    message = failure_message(result)
+    assert result.success, failure_message(result)
+    assert metadata(result)["decision"] == "refused"
+    message = metadata(result)["decision_reason"]
     assert (
         "green_taxi_duration: the window 2021-12-06 .. 2022-01-02 holds " in message
         and "usable trips (26 of its 28 days have no trips: 2021-12-06 .. 2021-12-31 (26 days)), "
@@ -593,7 +655,8 @@ def test_a_model_promoted_before_and_refused_later_keeps_its_promotion_tags(home
     md = {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
     assert (md["model_version"], md["newly_registered"], md["decision"]) == ("1", False, "not promoted")
     assert re.fullmatch(
-        r"candidate holdout RMSE [\d.]+ is worse than champion v2's [\d.]+ on the same \d+ holdout rows",
+        r"worse than the champion \(candidate vs champion v2: RMSE [\d.]+ vs [\d.]+: \+[\d.]+ min "
+        r"\[\+[\d.]+, \+[\d.]+\] at 95%, paired over [\d,]+ trips\)",
         md["decision_reason"],
     )
     assert registry.version_tags(SPEC.name, "1") == v1_tags

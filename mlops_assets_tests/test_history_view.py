@@ -36,8 +36,10 @@ from mlops_assets.alerting.sensor import sensor_name
 from mlops_assets.alerting.store import AlertStore
 from mlops_assets.definitions import build_defs
 from mlops_assets.keys import history_key
+from mlops_assets.lib.days import gaps
 from mlops_assets.lib.storage.engine import MetricsDB
-from mlops_assets.monitoring import history as H
+from mlops_assets.monitoring import history as HV
+from mlops_assets.monitoring import history_chart as H
 from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.resources import build_resources
 from mlops_assets.training.store import TimelineStore
@@ -206,7 +208,7 @@ def show_chart(page) -> None:
 def test_the_chart_says_when_nothing_is_monitored():
     empty = H.History(SPEC, [], [], [])
     assert H.draw(empty).startswith(b"\x89PNG")
-    assert "no monitored days yet" in H.summary_markdown(empty)
+    assert "no monitored days yet" in HV.summary_markdown(empty)
     assert H.segments([]) == [] and H.version_spans([]) == []
 
 
@@ -214,7 +216,7 @@ DAYS = [date(2021, 3, 30), date(2021, 3, 31), date(2022, 1, 1), date(2022, 1, 2)
 
 
 def test_no_line_crosses_a_gap_between_monitored_periods():
-    assert H.gaps(DAYS) == [
+    assert gaps(DAYS) == [
         (2, date(2021, 4, 1), date(2021, 12, 31)),
         (4, date(2022, 1, 3), date(2022, 1, 3)),
     ]

@@ -287,7 +287,9 @@ QUALITY_2_DAYS = {
 
 
 def test_for_days_a_spike_is_no_breach_two_days_are_one_once(isolated_env, settings, resources):
-    spec = spec_with(rules=[QUALITY_2_DAYS])
+    # retrain at once: the request names the breach day itself (the retraining policy's wait
+    # for data after the change is test_retraining_policy.py's)
+    spec = spec_with(rules=[{**QUALITY_2_DAYS, "retrain": "at_once"}])
     db = R.metrics_db(settings)
     instance = dg.DagsterInstance.ephemeral()
     put(
@@ -344,7 +346,7 @@ def test_one_email_lists_every_rules_breaches_and_retrain_follows_the_flag(isola
     spec = spec_with(
         rules=[
             {"metric": "prediction_drift", "retrain": False},
-            {**QUALITY_2_DAYS, "for_days": 1, "threshold": 1.2},
+            {**QUALITY_2_DAYS, "for_days": 1, "threshold": 1.2, "retrain": "at_once"},
         ]
     )
     db = R.metrics_db(settings)
@@ -370,7 +372,7 @@ def test_one_email_lists_every_rules_breaches_and_retrain_follows_the_flag(isola
         "(2 breaches)"
     )
     body = msgs[1].get_content()
-    assert "rmse_ratio > 1.20 (days with >= 500 trips) (requests a retrain)" in body
+    assert "rmse_ratio > 1.20 (days with >= 500 trips) (requests a retrain at once)" in body
     (request,) = second.run_requests
     assert request.tags[TRIGGER_RULE_TAG] == "rmse_ratio > 1.20" and request.tags[RETRAIN_TAG] == SPEC.name
 
@@ -384,7 +386,8 @@ def test_a_p_value_method_breaches_below_its_threshold(isolated_env, settings, r
     assert alert["timestamp"] == datetime(2022, 2, 2)
     (msg,) = outbox(isolated_env)
     assert breach_lines(msg) == ["Threshold breach (<0.05): 2022-02-02 00:00 — 0.0100"]
-    assert [r.partition_key for r in result.run_requests] == ["2022-02-02"]
+    assert not result.run_requests  # the drift rule's retrain waits for data after the change
+    assert "episode since 2022-02-02: waiting for data after the change" in result.skip_reason.skip_message
 
 
 def test_the_skip_message_counts_rows_after_the_cursor_not_the_overlap(isolated_env, settings, resources):

@@ -85,6 +85,9 @@ class ModelInfo:
     # Rows of the monitoring reference (a seeded sample of the holdout, at most the spec's
     # monitoring.reference_rows); None in models trained before the reference was capped.
     n_reference: int | None = None
+    # The model's input columns (one-hot categories and numbers, the vectorizer's vocabulary);
+    # None in models trained before it was recorded.
+    n_columns: int | None = None
 
     def to_json(self) -> str:
         raw = asdict(self)

@@ -82,6 +82,14 @@ class DailyMetrics:
         "the day's RMSE over the holdout RMSE of the model in effect", rule="quality"
     )
     holdout_rmse: float | None = column("the holdout RMSE of the model in effect")
+    # After a promotion, the previous champion scored on the same trips (training/paired.py):
+    # its version, the trips both scored, its RMSE on them, and the mean and standard deviation
+    # over those trips of (new error)² − (old error)²: a paired comparison pools these exactly.
+    shadow_version: str | None = column("the previous champion, scored beside the new one", length=50)
+    shadow_n: int | None = column("the trips both the champion and the previous one scored")
+    shadow_rmse: float | None = column("the previous champion's RMSE on the same trips, minutes")
+    shadow_mse_diff: float | None = column("mean of (champion error)² − (previous error)² over those trips")
+    shadow_mse_diff_sd: float | None = column("its standard deviation over those trips")
     report_path: str | None = column("the day's Evidently HTML report")
     dagster_run_id: str | None = column("the Dagster run that computed the row", length=64)
     computed_at: datetime | None = column("when the row was written (UTC)", not_null=True)

@@ -28,6 +28,12 @@ PACKAGED_SPECS_DIR = Path(__file__).resolve().parent / "model_specs"
 PARTITIONS_START = "2021-01-01"
 FIRST_MONTH = PARTITIONS_START[:7]
 DEFAULT_DRIFT_THRESHOLD = 0.20
+# The retraining policy's defaults, chosen by measurement (docs/decisions.md, bench/cadence.py).
+DEFAULT_DAYS_AFTER_CHANGE = 21
+DEFAULT_WINDOW_FROM_CHANGE = False
+DEFAULT_MIN_ROWS_PER_COLUMN = 20.0
+DEFAULT_SHADOW_DAYS = 14
+DEFAULT_RESOLVE_AFTER_DAYS = 3
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -175,7 +181,10 @@ class AlertRule(_Strict):
     threshold: float
     min_rows: int = Field(0, ge=0)
     for_days: int = Field(1, ge=1, le=31)
-    retrain: bool = False
+    # Whether a breach asks for a retrain: ``true`` when the retraining policy finds data after
+    # the change to learn from (``retraining.days_after_change``), ``at_once`` for a retrain on
+    # the trailing window of the breach day itself, as soon as it breaches.
+    retrain: bool | Literal["at_once"] = False
     name: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,62}$")
 
     @property
@@ -294,15 +303,58 @@ class Monitoring(_Strict):
 
 
 class Retraining(_Strict):
+    """How the loop retrains and promotes (the defaults and why: docs/decisions.md, "The loop
+    at daily cadence", measured with bench/cadence.py)."""
+
     window_days: int = Field(28, ge=2, le=366)
     holdout_days: int = Field(7, ge=1)
     min_rows: int = Field(5000, ge=10)
+    # When: the retrain of a breach episode waits until this many days, counted from the
+    # episode's first breach day, are monitored: its holdout and at least
+    # (days_after_change - holdout_days) training days lie after the change.
+    days_after_change: int = Field(DEFAULT_DAYS_AFTER_CHANGE, ge=1, le=366)
+    # Train only on the days from the change on (else the whole window, pre-change days too).
+    window_from_change: bool = DEFAULT_WINDOW_FROM_CHANGE
+    # After a candidate that was not promoted (or a refusal), wait this many days before the
+    # episode's next attempt; at most max_attempts per episode.
+    cooldown_days: int = Field(7, ge=1, le=366)
+    max_attempts: int = Field(2, ge=1, le=10)
+    # Promotion: candidate and champion compared on the same holdout trips, paired; promoted
+    # when the candidate is better at this confidence (training/paired.py).
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    # Refuse a candidate with fewer training rows per model column (one-hot + numeric).
+    min_rows_per_column: float = Field(DEFAULT_MIN_ROWS_PER_COLUMN, ge=0)
+    # After a promotion, the previous champion is scored beside the new one for this many
+    # days; the new one is rolled back when it is worse by more than rollback_margin minutes
+    # of RMSE (paired over the shadow days' trips, at `confidence`), judged from
+    # shadow_min_days days on.
+    shadow_days: int = Field(DEFAULT_SHADOW_DAYS, ge=0, le=366)
+    shadow_min_days: int = Field(3, ge=1, le=366)
+    rollback_margin: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _holdout_inside_window(self) -> Retraining:
         if self.holdout_days >= self.window_days:
             raise ValueError("holdout_days must be shorter than window_days")
+        if self.days_after_change < self.holdout_days + 1:
+            raise ValueError(
+                f"days_after_change ({self.days_after_change}) must leave at least one training day "
+                f"after the change before the holdout (holdout_days {self.holdout_days})"
+            )
+        if self.days_after_change > self.window_days and not self.window_from_change:
+            raise ValueError(
+                f"days_after_change ({self.days_after_change}) is longer than window_days "
+                f"({self.window_days}): the window would start after the change"
+            )
         return self
+
+
+class Alerting(_Strict):
+    # A breach episode (an incident) stays open while a rule keeps breaching and resolves
+    # after this many monitored days without a breach of it.
+    resolve_after_days: int = Field(DEFAULT_RESOLVE_AFTER_DAYS, ge=1, le=366)
+    # While an incident stays open, a reminder every this many days.
+    repeat_every_days: int = Field(7, ge=1, le=366)
 
 
 class ModelSpec(_Strict):
@@ -315,6 +367,7 @@ class ModelSpec(_Strict):
     training: Training
     monitoring: Monitoring = Monitoring()
     retraining: Retraining = Retraining()
+    alerting: Alerting = Alerting()
     owners: tuple[str, ...] = ()
     source_file: str | None = Field(None, exclude=True)
 

@@ -65,6 +65,8 @@ def rule_text(alert: dict, rules: dict[str, AlertRule]) -> str:
     rule = rules.get(alert["rule"])
     described = rule.describe() if rule is not None else rule_label(alert)
     retrain = " (requests a retrain)" if alert.get("retrain") else ""
+    if rule is not None and rule.retrain == "at_once":
+        retrain = " (requests a retrain at once)"
     return f"  {described}{retrain}: {describe(alert['metric'])}"
 
 
@@ -97,3 +99,24 @@ def alert_links(spec: ModelSpec, links: Links) -> dict[str, str]:
     if links.grafana_url:
         out["Grafana"] = links.grafana_url
     return out
+
+
+def decision_subject(model_name: str, decisions: list[dict]) -> str:
+    """``[mlops_assets] green_taxi_duration: rolled back v4 to v3``: one line."""
+    parts = [f"rolled back v{d['version']} to v{d['champion_version']}" for d in decisions]
+    return f"[mlops_assets] {model_name}: {', '.join(parts)}"
+
+
+def decision_body(model_name: str, decisions: list[dict], links: dict[str, str]) -> str:
+    lines = [f"Model: {model_name}", ""]
+    for d in decisions:
+        lines += [
+            f"Rolled back v{d['version']} to v{d['champion_version']} on {d['day']}, "
+            f"in effect from {d['effective_from']}:",
+            f"  {d['reason']}",
+            f"  v{d['version']} − v{d['champion_version']}: {d['rmse_diff']:+.4f} min RMSE "
+            f"[{d['rmse_diff_low']:+.4f}, {d['rmse_diff_high']:+.4f}] over {d['n_trips']:,} trips",
+            "",
+        ]
+    lines += [f"{label}: {value}" for label, value in links.items()]
+    return "\n".join(lines) + "\n"

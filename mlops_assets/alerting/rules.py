@@ -27,7 +27,7 @@ def breach(rule: AlertRule, row: DailyMetrics) -> dict:
         "timestamp": row.timestamp,
         "value": float(getattr(row, rule.metric)),
         "model_version": row.model_version,
-        "retrain": rule.retrain,
+        "retrain": bool(rule.retrain),
     }
 
 

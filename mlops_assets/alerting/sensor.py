@@ -14,9 +14,11 @@ Each evaluation (the daemon runs it every 30 s):
    design's format, other rules' lines naming their metric); a failed send (SMTP down, auth
    refused) stays pending, is logged on the tick and retried on the next one, and does not
    stop the evaluation;
-4. asks the retrain policy (``training/retrain_policy.py``) whether to request a run of the
-   retrain asset; the run key makes the request idempotent, and the run's tags name the rule
-   and the value that triggered it.
+4. asks the retraining policy (``training/retrain_policy.py``) whether to request a run of the
+   retrain asset: once a breach episode has data after the change, once per episode (a retry
+   after a cool-down); the tick says what it waits for, and until when. The run key (model,
+   episode, attempt) makes the request idempotent; the run's tags name the rule and value
+   that triggered it, the episode and the attempt.
 """
 
 import json
@@ -34,12 +36,15 @@ from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.training import retrain_policy
 from mlops_assets.training.retrain_asset import (
+    ATTEMPT_TAG,
+    EPISODE_TAG,
     RETRAIN_TAG,
     TRIGGER_DAY_TAG,
     TRIGGER_RULE_TAG,
     TRIGGER_VALUE_TAG,
+    WINDOW_START_TAG,
 )
-from mlops_assets.training.store import TimelineStore
+from mlops_assets.training.store import DecisionStore, TimelineStore
 from mlops_core.specs import AlertRule, ModelSpec
 
 CURSOR_OVERLAP = timedelta(minutes=2)
@@ -88,29 +93,51 @@ def new_breaches(
     return rules.streak_ends(rule, [row.timestamp for row in new], {row.timestamp: row for row in around})
 
 
+# How far back the retraining policy looks for a breach episode's days.
+EPISODE_LOOKBACK = timedelta(days=400)
+
+
 def retrain_request(spec: ModelSpec, instance: dg.DagsterInstance, db: MetricsDB, notes: list[str]):
-    """A run request of the retrain asset when the retrain policy asks for one, else None
-    (with the reason in ``notes``)."""
-    latest = AlertStore(db).latest_retrain_breach(spec.name)
-    in_flight = latest is not None and bool(
-        instance.get_runs(filters=dg.RunsFilter(tags={RETRAIN_TAG: spec.name}, statuses=IN_FLIGHT), limit=1)
+    """A run request of the retrain asset when the retraining policy asks for one, else None
+    (with the reason, and until when it waits, in ``notes``)."""
+    alerts = AlertStore(db)
+    latest = alerts.latest_retrain_breach(spec.name)
+    if latest is None:
+        return None
+    since = latest["timestamp"] - EPISODE_LOOKBACK
+    situation = retrain_policy.Situation(
+        breaches=alerts.retrain_breaches(spec.name, since),
+        scored=DailyMetricsStore(db).scored_days(spec.name, since),
+        timeline=TimelineStore(db).entries(spec.name),
+        decisions=DecisionStore(db).all(spec.name),
+        in_flight=bool(
+            instance.get_runs(
+                filters=dg.RunsFilter(tags={RETRAIN_TAG: spec.name}, statuses=IN_FLIGHT), limit=1
+            )
+        ),
     )
-    label = messages.rule_label(latest) if latest else ""
-    decision = retrain_policy.decide(latest, TimelineStore(db).entries(spec.name), in_flight, label)
+    decision = retrain_policy.decide(spec, situation)
     if decision.note:
         notes.append(decision.note)
     if not isinstance(decision, retrain_policy.Retrain):
         return None
+    breach = decision.breach
+    tags = {
+        RETRAIN_TAG: spec.name,
+        TRIGGER_RULE_TAG: messages.rule_label(breach),
+        TRIGGER_VALUE_TAG: f"{breach['value']:.4f}",
+        TRIGGER_DAY_TAG: breach["timestamp"].date().isoformat(),
+    }
+    if decision.episode_start is not None:
+        tags[EPISODE_TAG] = decision.episode_start.isoformat()
+        tags[ATTEMPT_TAG] = str(decision.attempt)
+    if decision.window_start is not None:
+        tags[WINDOW_START_TAG] = decision.window_start.isoformat()
     return dg.RunRequest(
         run_key=decision.run_key,
         partition_key=decision.day.isoformat(),
         asset_selection=[retrained_key(spec)],
-        tags={
-            RETRAIN_TAG: spec.name,
-            TRIGGER_RULE_TAG: label,
-            TRIGGER_VALUE_TAG: f"{latest['value']:.4f}",
-            TRIGGER_DAY_TAG: decision.day.isoformat(),
-        },
+        tags=tags,
     )
 
 
@@ -140,6 +167,31 @@ def send_pending(spec: ModelSpec, db: MetricsDB, mailer: Mailer, links: Links, l
         store.mark(ids, sent=True, message_id=msg["Message-ID"])
         log.info("%s: alert email for %d breach(es) sent to %s", spec.name, len(ids), where)
         notes.append(f"emailed {len(ids)} breach(es)")
+
+
+def send_decisions(
+    spec: ModelSpec, db: MetricsDB, mailer: Mailer, links: Links, log, notes: list[str]
+) -> None:
+    """Email the model decisions a person must hear of (rollbacks) in one message; a failure
+    leaves them pending for the next tick."""
+    store = DecisionStore(db)
+    pending = store.to_notify(spec.name)
+    if not pending:
+        return
+    ids = [d["id"] for d in pending]
+    try:
+        msg = mailer.compose(
+            messages.decision_subject(spec.name, pending),
+            messages.decision_body(spec.name, pending, messages.alert_links(spec, links)),
+        )
+        mailer.send(msg)
+    except MailError as exc:
+        store.mark(ids, sent=False, error=str(exc))
+        log.error("%s: rollback email NOT sent, will retry on the next tick: %s", spec.name, exc)
+        notes.append(f"rollback email failed: {exc}")
+    else:
+        store.mark(ids, sent=True, message_id=msg["Message-ID"])
+        notes.append(f"emailed {len(ids)} rollback(s)")
 
 
 def evaluate(
@@ -174,6 +226,7 @@ def evaluate(
 
     notes: list[str] = []
     send_pending(spec, metrics_db, mailer, links, log, notes)
+    send_decisions(spec, metrics_db, mailer, links, log, notes)
     request = retrain_request(spec, instance, metrics_db, notes)
 
     if seen_until is not None:
@@ -196,8 +249,8 @@ def build_alert_sensor(spec: ModelSpec) -> dg.SensorDefinition:
         description=(
             f"Judges new `dummy_metrics` rows of {spec.name} by its alert rules "
             f"({'; '.join(r.describe() for r in spec.monitoring.rules) or 'none'}), emails each "
-            "breach once (SMTP or the outbox), requests a retrain for the latest breach day of "
-            "a rule marked retrain."
+            "breach once (SMTP or the outbox) and each rollback, and requests a retrain once a "
+            "breach episode of a rule marked retrain has data after the change to learn from."
         ),
     )
     def drift_alert_sensor(

@@ -9,6 +9,8 @@ twice.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 
 from mlops_assets.lib.storage.engine import ID, MetricsDB, insert_new, metadata, utcnow
@@ -110,3 +112,17 @@ class AlertStore:
         with self.db.transaction() as conn:
             row = conn.execute(query).first()
         return dict(row._mapping) if row else None
+
+    def retrain_breaches(self, model_name: str, since: datetime) -> list[dict]:
+        """Alerts of rules that ask for a retrain, on days from ``since`` on, by day and rule."""
+        query = (
+            sa.select(alerts_table)
+            .where(
+                alerts_table.c.model_name == model_name,
+                alerts_table.c.retrain.is_(True),
+                alerts_table.c.timestamp >= since,
+            )
+            .order_by(alerts_table.c.timestamp, alerts_table.c.rule)
+        )
+        with self.db.transaction() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]

@@ -95,7 +95,7 @@ class Demo:
             run_tags["dagster/asset_partition_range_start"] = first
             run_tags["dagster/asset_partition_range_end"] = last
         started = time.perf_counter()
-        result = self.defs.get_job_def(job).execute_in_process(
+        result = self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance,
             asset_selection=[self.key(n) for n in names],
             partition_key=partition,

@@ -1,9 +1,11 @@
-"""Runs of consecutive days: the one helper behind alert streaks (``for_days``), the gaps a
-retrain window or the history chart names, and breach episodes."""
+"""Runs of consecutive days and breach episodes: the helpers behind alert streaks
+(``for_days``), the gaps a retrain window or the history chart names, and the episodes that
+incidents and the retraining policy are about."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 ONE_DAY = timedelta(days=1)
@@ -46,3 +48,43 @@ def gaps(days: list[date]) -> list[tuple[int, date, date]]:
         for i in range(1, len(days))
         if days[i] - days[i - 1] > ONE_DAY
     ]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A run of breaches: from its first breach day, while breaches continue, until
+    ``resolve_after`` monitored days in a row pass without one (``resolved``: the last of
+    them; None while it is open)."""
+
+    start: date
+    last_breach: date
+    breach_days: int
+    resolved: date | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved is None
+
+
+def episodes(breaches: Iterable[date], monitored: Iterable[date], resolve_after: int) -> list[Episode]:
+    """The breach episodes of ``breaches`` (days), judged over the ``monitored`` days: a day
+    not monitored neither continues nor ends an episode."""
+    breaching = set(breaches)
+    out: list[Episode] = []
+    current: Episode | None = None
+    quiet = 0
+    for day in sorted(breaching | set(monitored)):
+        if day in breaching:
+            if current is None:
+                current = Episode(day, day, 1)
+            else:
+                current = Episode(current.start, day, current.breach_days + 1)
+            quiet = 0
+        elif current is not None:
+            quiet += 1
+            if quiet >= resolve_after:
+                out.append(Episode(current.start, current.last_breach, current.breach_days, day))
+                current, quiet = None, 0
+    if current is not None:
+        out.append(current)
+    return out

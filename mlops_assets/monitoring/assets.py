@@ -23,13 +23,20 @@ from mlops_assets.lib.io import DayFrames, DayStream
 from mlops_assets.lib.storage.engine import MetricsDB, utcnow
 from mlops_assets.monitoring import evidently_metrics as E
 from mlops_assets.monitoring.checks import check_specs, day_checks, day_targets
-from mlops_assets.monitoring.daily import day_metadata, day_row, report_title, table_row_metadata
+from mlops_assets.monitoring.daily import (
+    day_metadata,
+    day_row,
+    report_title,
+    shadow_figures,
+    table_row_metadata,
+)
 from mlops_assets.monitoring.reports import ReportStore
 from mlops_assets.monitoring.scoring import (
     MODEL_VERSION,
     BundleCache,
     predictions_metadata,
     score_day,
+    shadows_in_effect,
     versions_in_effect,
 )
 from mlops_assets.monitoring.store import DailyMetricsStore
@@ -59,7 +66,8 @@ def build_predictions_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         description=(
             "The day's trips scored by the model in effect that day (the champion of the model "
             "timeline): features, actual duration, `prediction` (NaN for rows the model cannot "
-            "score) and `model_version`."
+            "score) and `model_version`; for retraining.shadow_days after a promotion also the "
+            "previous champion's `shadow_prediction` and `shadow_version` on the same trips."
         ),
         **common_args(spec),
     )
@@ -71,11 +79,13 @@ def build_predictions_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     ):
         days = list(context.partition_keys)
         versions = versions_in_effect(spec, metrics_db, days, model_registry)
+        shadows = shadows_in_effect(spec, metrics_db, days)
         bundles = BundleCache(model_registry, spec)
         done = iter(range(1, len(days) + 1))
 
         def score(day: str) -> pd.DataFrame:  # one day at a time, as the IO manager stores it
-            frame = score_day(spec, trips[day], bundles.get(versions[day]), versions[day])
+            shadow = (bundles.get(shadows[day]), shadows[day]) if day in shadows else None
+            frame = score_day(spec, trips[day], bundles.get(versions[day]), versions[day], shadow)
             context.add_asset_metadata(predictions_metadata(frame, versions[day]), partition_key=day)
             i = next(done)
             if i % 7 == 0 or i == len(days):
@@ -141,7 +151,15 @@ def build_daily_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 else None
             )
             row = day_row(
-                spec, day, version, figures, report, threshold, context.run.run_id, bundle.info.holdout.rmse
+                spec,
+                day,
+                version,
+                figures,
+                report,
+                threshold,
+                context.run.run_id,
+                bundle.info.holdout.rmse,
+                shadow_figures(frame),
             )
             rows.append(row)
             context.add_asset_metadata(day_metadata(row, report, reports), partition_key=day)

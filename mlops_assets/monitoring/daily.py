@@ -4,12 +4,18 @@ partition's metadata in the Dagster UI."""
 
 from __future__ import annotations
 
+import math
+
 import dagster as dg
+import pandas as pd
 
 from mlops_assets.lib.storage.engine import day_timestamp
 from mlops_assets.monitoring.reports import ReportStore
-from mlops_core.bundle import ModelBundle
+from mlops_assets.monitoring.scoring import SHADOW_PREDICTION, SHADOW_VERSION
+from mlops_assets.training.paired import Moments
+from mlops_core.bundle import PREDICTION, ModelBundle
 from mlops_core.daily_metrics import QUALITY_METRICS, DailyMetrics
+from mlops_core.schema import DURATION
 from mlops_core.specs import ModelSpec
 
 
@@ -30,6 +36,7 @@ def day_row(
     threshold: float,
     run_id: str,
     holdout_rmse: float | None = None,
+    shadow: dict | None = None,
 ) -> DailyMetrics:
     """The day's row: Evidently's ``figures`` with which model and day, the threshold, the
     report and ``rmse_ratio`` (``computed_at`` is set when it is written)."""
@@ -42,7 +49,28 @@ def day_row(
         dagster_run_id=run_id,
         rmse_ratio=rmse_ratio(figures.rmse, holdout_rmse),
         holdout_rmse=holdout_rmse,
+        **(shadow or {}),
     )
+
+
+def shadow_figures(frame: pd.DataFrame) -> dict:
+    """The day's shadow columns from a scored frame that has the previous champion's
+    predictions (empty otherwise): the paired moments of the two models' squared errors."""
+    if SHADOW_PREDICTION not in frame or not len(frame):
+        return {}
+    actual = frame[DURATION].to_numpy(dtype="float64")
+    moments = Moments.of(frame[PREDICTION].to_numpy(dtype="float64") - actual,
+                         frame[SHADOW_PREDICTION].to_numpy(dtype="float64") - actual)  # fmt: skip
+    version = str(frame[SHADOW_VERSION].iloc[0])
+    if moments.n == 0:
+        return {"shadow_version": version, "shadow_n": 0}
+    return {
+        "shadow_version": version,
+        "shadow_n": moments.n,
+        "shadow_rmse": math.sqrt(moments.old_mse),
+        "shadow_mse_diff": moments.mean,
+        "shadow_mse_diff_sd": moments.sd,
+    }
 
 
 def report_title(spec: ModelSpec, day: str, version: str, metrics: DailyMetrics, bundle: ModelBundle) -> str:
@@ -90,6 +118,10 @@ def day_metadata(row: DailyMetrics, report, reports: ReportStore | None = None) 
         md["num_drifted_columns"] = dg.MetadataValue.int(row.num_drifted_columns)
         md["drifted_columns"] = dg.MetadataValue.text(row.drifted_columns or "none")
         md["share_missing_values"] = dg.MetadataValue.float(row.share_missing_values)
+    if row.shadow_version is not None:
+        md["shadow_version"] = dg.MetadataValue.text(row.shadow_version)
+        if row.shadow_rmse is not None:
+            md["shadow_rmse"] = dg.MetadataValue.float(row.shadow_rmse)
     for column in (*QUALITY_METRICS, "holdout_rmse"):
         value = getattr(row, column)
         if value is not None:

@@ -6,7 +6,7 @@ schedule; the job and automation sensor that redraw the chart."""
 import dagster as dg
 
 from mlops_assets import constants as C
-from mlops_assets.keys import history_key, trips_key
+from mlops_assets.keys import champion_review_key, history_key, trips_key
 from mlops_assets.monitoring.assets import build_monitoring_assets
 from mlops_assets.monitoring.history import build_history_asset
 from mlops_core.specs import ModelSpec
@@ -14,13 +14,19 @@ from mlops_core.specs import ModelSpec
 
 def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
     assets = [a for spec in specs for a in build_monitoring_assets(spec)]
-    daily_keys = [trips_key(s) for s in specs] + [k for a in assets for k in a.keys]
+    # The whole daily chain, from the data domain's trips to the training domain's review.
+    daily_keys = [
+        *(trips_key(s) for s in specs),
+        *(k for a in assets for k in a.keys),
+        *(champion_review_key(s) for s in specs),
+    ]
     monitoring_job = dg.define_asset_job(
         C.MONITORING_JOB,
         selection=dg.AssetSelection.assets(*daily_keys),
         description=(
             "Daily monitoring of every spec: trips → predictions → Evidently drift metrics → the "
-            "dummy_metrics table (the original design's metrics_backfill_to_postgres DAG). "
+            "dummy_metrics table (the original design's metrics_backfill_to_postgres DAG) → the "
+            "champion review (a new champion against the previous one, in shadow). "
             "A backfill of any range runs as one run, or as runs of at most "
             "MONITORING_BACKFILL_DAYS_PER_RUN days that the run queue executes in parallel."
         ),

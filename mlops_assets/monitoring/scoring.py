@@ -17,6 +17,8 @@ from mlops_core.schema import DURATION, PICKUP
 from mlops_core.specs import ModelSpec
 
 MODEL_VERSION = "model_version"
+# After a promotion, the previous champion's predictions on the same trips (and its version).
+SHADOW_PREDICTION, SHADOW_VERSION = "shadow_prediction", "shadow_version"
 
 
 class NoModelInEffect(RuntimeError):
@@ -70,17 +72,42 @@ def versions_in_effect(
     return {day.isoformat(): version for day, version in found.items()}
 
 
-def score_day(spec: ModelSpec, trips: pd.DataFrame, bundle: ModelBundle, version: str) -> pd.DataFrame:
-    """The day's trips with the model's ``prediction`` (NaN where not scorable) and version."""
+def shadows_in_effect(spec: ModelSpec, db: MetricsDB, days: list[str]) -> dict[str, str]:
+    """The previous champion to score in shadow on each of ``days`` that has one."""
+    timeline = TimelineStore(db).entries(spec.name)
+    out = {}
+    for day in days:
+        version = T.shadow_on(timeline, date.fromisoformat(day), spec.retraining.shadow_days)
+        if version is not None:
+            out[day] = version
+    return out
+
+
+def score_day(
+    spec: ModelSpec,
+    trips: pd.DataFrame,
+    bundle: ModelBundle,
+    version: str,
+    shadow: tuple[ModelBundle, str] | None = None,
+) -> pd.DataFrame:
+    """The day's trips with the model's ``prediction`` (NaN where not scorable) and version;
+    with ``shadow`` (a previous champion and its version) its predictions on the same trips
+    too (``shadow_prediction``, ``shadow_version``)."""
     frame = trips[[PICKUP, *spec.feature_columns, DURATION]].copy()
     frame[PREDICTION] = bundle.predict(frame)
     frame[MODEL_VERSION] = version
+    if shadow is not None:
+        frame[SHADOW_PREDICTION] = shadow[0].predict(frame)
+        frame[SHADOW_VERSION] = shadow[1]
     return frame
 
 
 def predictions_metadata(frame: pd.DataFrame, version: str) -> dict:
-    return {
+    md = {
         "rows": dg.MetadataValue.int(len(frame)),
         "scored": dg.MetadataValue.int(int(frame[PREDICTION].notna().sum())),
         "model_version": dg.MetadataValue.text(version),
     }
+    if SHADOW_VERSION in frame:
+        md["shadow_version"] = dg.MetadataValue.text(str(frame[SHADOW_VERSION].iloc[0]) if len(frame) else "")
+    return md

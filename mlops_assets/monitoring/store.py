@@ -90,6 +90,16 @@ class DailyMetricsStore:
         row = self.latest(model_name)
         return row.timestamp.date() if row else None
 
+    def scored_days(self, model_name: str, since: datetime) -> dict[date, int]:
+        """Each monitored day from ``since`` on and the trips the model scored on it."""
+        query = (
+            sa.select(dummy_metrics.c.timestamp, dummy_metrics.c.n_scored)
+            .where(dummy_metrics.c.model_name == model_name, dummy_metrics.c.timestamp >= since)
+            .order_by(dummy_metrics.c.timestamp)
+        )
+        with self.db.transaction() as conn:
+            return {r.timestamp.date(): int(r.n_scored) for r in conn.execute(query)}
+
     def computed_since(
         self, model_name: str, since: datetime | None, *, strictly_after: bool = False
     ) -> tuple[int, datetime | None]:

@@ -9,7 +9,7 @@ from mlops_assets.lib.io import DayFrames
 from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.partitions import monthly_partitions
 from mlops_assets.training import model as M
-from mlops_assets.training.champion import consider
+from mlops_assets.training.champion import About, consider
 from mlops_assets.training.promotion import beats_mean, mean_refusal
 from mlops_assets.training.registry_resource import ModelRegistry
 from mlops_core.specs import ModelSpec
@@ -73,7 +73,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             f"trained on the first {spec.training.train_fraction:.0%} (by pickup time) of a month"
             "'s trips; the rest is the holdout, kept as monitoring's reference data. Registered in "
             f"MLflow as `{spec.name}`. The spec's first model becomes `champion`; a later one only "
-            "if it is no worse than the champion on the same holdout."
+            "if it beats the champion on the same holdout trips beyond noise (paired)."
         ),
         check_specs=[
             dg.AssetCheckSpec(
@@ -110,8 +110,9 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             run_name=f"monthly training {context.partition_key[:7]}",
         )
         artifact_path = model_registry.bundle_dir(spec.name, registered.version) / spec.training.artifact
-        # Champion if it beats the mean predictor and is the spec's first model or no worse
-        # than the champion on this month's holdout; in effect from the month after at the earliest.
+        # Champion if it beats the mean predictor and is the spec's first model or better than
+        # the champion on this month's holdout (promotion.py); in effect from the month after
+        # at the earliest.
         decision = consider(
             spec,
             candidate=bundle,
@@ -120,6 +121,11 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             earliest_effective=(pd.Timestamp(context.partition_key) + pd.offsets.MonthBegin(1)).date(),
             registry=model_registry,
             db=metrics_db,
+            about=About(
+                key=f"train:{context.partition_key[:7]}",
+                day=(pd.Timestamp(context.partition_key) + pd.offsets.MonthEnd(0)).date(),
+                run_id=context.run.run_id,
+            ),
             log=context.log,
         )
         context.log.info(

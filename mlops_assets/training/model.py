@@ -159,6 +159,7 @@ def train(
     )
     reference = reference_frame(features, eval_rows, pred_hold, spec.monitoring.reference_rows)
     info.n_reference = len(reference)
+    info.n_columns = len(pipeline.steps[0][1].vocabulary_)
     return ModelBundle(pipeline, info, reference)
 
 
@@ -173,6 +174,13 @@ def score(bundle: ModelBundle, rows: pd.DataFrame) -> Scores:
     """A bundle's scores on ``rows`` (only the rows it can score)."""
     usable = rows[feats.scorable(rows, bundle.features)]
     return Scores.of(usable[DURATION].to_numpy(dtype="float64"), bundle.predict(usable))
+
+
+def paired_errors(a: ModelBundle, b: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Both bundles' errors (prediction minus actual) on every one of ``rows``, aligned trip by
+    trip: NaN where a model cannot score the trip (a paired comparison drops those)."""
+    actual = rows[DURATION].to_numpy(dtype="float64")
+    return a.predict(rows) - actual, b.predict(rows) - actual
 
 
 def errors(bundle: ModelBundle, rows: pd.DataFrame) -> np.ndarray:

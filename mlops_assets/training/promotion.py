@@ -1,17 +1,23 @@
 """Whether a candidate model may replace the champion: pure rules over the evidence.
 
-The first test holds for every model, the spec's first included: a model whose holdout RMSE
-is not below the RMSE of predicting the training mean is refused whatever the champion
-scores (there may be none). With no acceptable model a spec has no champion at all, and
-monitoring and serving say why (``RegistryOps.refusal``) instead of using a bad one.
+1. A model whose holdout RMSE is not below the RMSE of predicting the training mean is
+   refused whatever the champion scores (there may be none), the spec's first model
+   included. With no acceptable model a spec has no champion at all, and monitoring and
+   serving say why (``RegistryOps.refusal``) instead of using a bad one.
+2. A model trained on fewer than ``retraining.min_rows_per_column`` rows per input column
+   (the one-hot categories and numbers it learns a weight for) is refused: three days of
+   trips for some 500 zone columns fit noise.
+3. The spec's first model that passes is champion without a contest.
+4. A candidate trained on older data than the champion is never promoted over it (an old
+   month's duration_model re-materialized after a retrain, say).
+5. Candidate and champion are compared on the same holdout trips (the candidate's holdout:
+   the most recent data), paired trip by trip (``training/paired.py``): the candidate is
+   promoted when it is better with the spec's ``retraining.confidence`` (the whole interval of
+   its RMSE minus the champion's below zero), or, while the champion is breaching a quality
+   rule, when it is at least no worse (its difference not above zero). A difference inside the
+   noise never promotes.
 
-Then candidate and champion are compared on the same holdout rows (the candidate's holdout:
-the most recent data), from their per-row errors (``Contender.errors``): a candidate trained
-on older data than the champion is never promoted over it (an old month's duration_model
-re-materialized after a retrain, say), and it must be no worse than the champion. The
-spec's first model that beats the mean is champion without a contest.
-
-``training/champion.py`` gathers the evidence, asks ``judge`` and carries the decision out.
+``training/champion.py`` gathers the evidence, asks ``judge`` and carries the verdict out.
 """
 
 from __future__ import annotations
@@ -20,32 +26,28 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
-import numpy as np
-
+from mlops_assets.training.paired import Comparison
 from mlops_core.bundle import ModelInfo
 from mlops_core.registry import DECISION_REASON_TAG, DECISION_TAG, NOT_PROMOTED, PROMOTED
+from mlops_core.specs import Retraining
 
 
 @dataclass(frozen=True)
 class Contender:
-    """A model as promotion sees it: its version, the last day of its data, and its error
-    (prediction minus actual) on each holdout row it scored."""
+    """A model as promotion sees it: its version and the last day of its data."""
 
     version: str
     window_end: date
-    errors: np.ndarray
-
-    @property
-    def rmse(self) -> float:
-        return float(np.sqrt(np.mean(self.errors**2))) if len(self.errors) else math.nan
 
 
 @dataclass(frozen=True)
 class Evidence:
     candidate: Contender
-    candidate_info: ModelInfo  # its holdout and mean-predictor scores
-    champion: Contender | None  # scored on the candidate's holdout rows; None: no champion yet
-    n_holdout_rows: int
+    candidate_info: ModelInfo  # its holdout and mean-predictor scores, rows and columns
+    champion: Contender | None  # None: no champion yet (the spec's first model)
+    comparison: Comparison | None  # candidate − champion on the same holdout trips
+    settings: Retraining
+    champion_breaching: str | None = None  # a quality rule the champion breaches now
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Decision:
     effective_from: date | None
     reason: str
     mean_baseline_rmse: float | None = None
+    comparison: Comparison | None = None
 
     def tags(self) -> dict[str, str]:
         return {
@@ -68,6 +71,14 @@ class Decision:
             "champion_version": self.champion_version or "",
             "champion_rmse": "" if self.champion_rmse is None else f"{self.champion_rmse:.6f}",
             "effective_from": "" if self.effective_from is None else self.effective_from.isoformat(),
+            **(
+                {
+                    k: f"{v:.6f}" if isinstance(v, float) else str(v)
+                    for k, v in self.comparison.metadata().items()
+                }
+                if self.comparison
+                else {}
+            ),
         }
 
     def metadata(self) -> dict:
@@ -83,7 +94,13 @@ class Decision:
             out["champion_holdout_rmse"] = self.champion_rmse
         if self.effective_from is not None:
             out["effective_from"] = self.effective_from.isoformat()
+        if self.comparison is not None:
+            out.update(self.comparison.metadata())
         return out
+
+    def diff(self) -> tuple[float, float, float] | None:
+        c = self.comparison
+        return (c.diff, c.low, c.high) if c else None
 
 
 def beats_mean(info: ModelInfo) -> bool:
@@ -98,26 +115,38 @@ def mean_refusal(info: ModelInfo) -> str:
     )
 
 
+def rows_per_column(info: ModelInfo) -> float | None:
+    return info.n_train / info.n_columns if info.n_columns else None
+
+
 def judge(evidence: Evidence) -> tuple[bool, str]:
     """(promote?, why), by the rules above."""
-    info = evidence.candidate_info
+    info, settings = evidence.candidate_info, evidence.settings
     if not beats_mean(info):
         return False, mean_refusal(info)
+    per_column = rows_per_column(info)
+    if per_column is not None and per_column < settings.min_rows_per_column:
+        return False, (
+            f"trained on {info.n_train:,} rows for {info.n_columns:,} input columns ({per_column:.1f} a "
+            f"column; retraining.min_rows_per_column is {settings.min_rows_per_column:g})"
+        )
     champion = evidence.champion
     if champion is None:
         return True, "first model of this spec that beats the mean predictor"
-    cand_rmse, champ_rmse, n = info.holdout.rmse, champion.rmse, evidence.n_holdout_rows
     if champion.window_end > evidence.candidate.window_end:
         return False, (
             f"trained on data up to {evidence.candidate.window_end}, older than champion "
             f"v{champion.version}'s (up to {champion.window_end})"
         )
-    if cand_rmse > champ_rmse:
-        return False, (
-            f"candidate holdout RMSE {cand_rmse:.4f} is worse than champion v{champion.version}'s "
-            f"{champ_rmse:.4f} on the same {n} holdout rows"
+    c = evidence.comparison
+    versus = f"candidate vs champion v{champion.version}: {c.describe()}"
+    if c.new_is_better:
+        return True, f"better than the champion beyond noise ({versus})"
+    if evidence.champion_breaching and c.diff <= 0:
+        return (
+            True,
+            f"the champion breaches {evidence.champion_breaching} and the candidate is no worse ({versus})",
         )
-    return True, (
-        f"candidate holdout RMSE {cand_rmse:.4f} <= champion v{champion.version}'s "
-        f"{champ_rmse:.4f} on the same {n} holdout rows (mean predictor: {info.mean_baseline.rmse:.4f})"
-    )
+    if c.new_is_worse:
+        return False, f"worse than the champion ({versus})"
+    return False, f"no better than the champion beyond noise ({versus})"

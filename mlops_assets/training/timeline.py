@@ -56,3 +56,15 @@ def takes_over_from(timeline: list[dict], earliest: date, last_monitored: date |
     if timeline:
         days.append(timeline[-1]["effective_from"])
     return max(days)
+
+
+def shadow_on(timeline: list[dict], day: date, shadow_days: int) -> str | None:
+    """The previous champion to score beside the one in effect on ``day``: the version a
+    promotion replaced, for the ``shadow_days`` days from the promotion's first day (None
+    otherwise, and never after a rollback or for the spec's first model)."""
+    entry = in_effect_on(timeline, day)
+    if entry is None or entry.get("kind") != "promoted" or not entry.get("previous_version"):
+        return None
+    if (day - entry["effective_from"]).days >= shadow_days:
+        return None
+    return str(entry["previous_version"])

@@ -37,10 +37,14 @@ class Window:
         return D.describe(self.missing_days) or "none"
 
 
-def window_trips(spec: ModelSpec, last_day: date, trip_source: TripSource) -> Window:
-    """The trips of the ``window_days`` ending at ``last_day``, month by month from the trip
-    source: a month the source does not have (``TripDataError``) is a gap, not a failure."""
-    first_day = last_day - timedelta(days=spec.retraining.window_days - 1)
+def window_trips(
+    spec: ModelSpec, last_day: date, trip_source: TripSource, first_day: date | None = None
+) -> Window:
+    """The trips of the ``window_days`` ending at ``last_day`` (from ``first_day`` when given: a
+    window that starts at a change), month by month from the trip source: a month the source
+    does not have (``TripDataError``) is a gap, not a failure."""
+    earliest = last_day - timedelta(days=spec.retraining.window_days - 1)
+    first_day = earliest if first_day is None else max(first_day, earliest)
     start, end = pd.Timestamp(first_day), pd.Timestamp(last_day + timedelta(days=1))
     frames, notes = [], []
     for month in months_between(start.to_pydatetime(), end.to_pydatetime()):
@@ -54,7 +58,7 @@ def window_trips(spec: ModelSpec, last_day: date, trip_source: TripSource) -> Wi
         frames.append(frame)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     present = set(schema.day_keys(rows)) if len(rows) else set()
-    days = [first_day + timedelta(days=i) for i in range(spec.retraining.window_days)]
+    days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     missing = [d for d in days if str(d) not in present]
     return Window(first_day, last_day, rows, missing, notes)
 
@@ -67,9 +71,9 @@ def window_rows(spec: ModelSpec, window: Window) -> tuple[pd.DataFrame, pd.DataF
     holdout_start = window.last_day - timedelta(days=settings.holdout_days - 1)
     rows = window.rows
     usable = scorable(rows, spec.features) if len(rows) else pd.Series(dtype=bool)
+    n_days = (window.last_day - window.first_day).days + 1
     gap = (
-        f" ({len(window.missing_days)} of its {settings.window_days} days have no trips: "
-        f"{window.describe_missing()})"
+        f" ({len(window.missing_days)} of its {n_days} days have no trips: {window.describe_missing()})"
         if window.missing_days
         else ""
     )

@@ -20,7 +20,7 @@ from mlops_assets import resources as R
 from mlops_assets.definitions import build_defs
 from mlops_assets.resources import build_resources
 from mlops_assets.training import model as M
-from mlops_assets.training.champion import consider
+from mlops_assets.training.champion import About, consider
 from mlops_assets.training.store import TimelineStore
 from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, scrambled_copy
 from mlops_core.schema import DURATION
@@ -140,6 +140,7 @@ def test_a_candidate_worse_than_the_mean_is_refused_even_when_it_beats_the_champ
         earliest_effective=date(2022, 2, 1),
         registry=registry,
         db=db,
+        about=About(key="retrain:2022-01-31", day=date(2022, 1, 31)),
     )
     assert not decision.promoted
     assert "does not beat the mean predictor's" in decision.reason

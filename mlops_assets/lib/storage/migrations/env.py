@@ -10,8 +10,10 @@ config = context.config
 
 
 def on_version_apply(*, ctx, step, heads, run_args):
-    if step.up_revision_id and not step.up_revision_id.startswith("0001"):
-        config.attributes["changes"].append(f"applied revision {step.up_revision_id}: {step.doc}")
+    revision = step.up_revision
+    if revision is not None and step.is_upgrade and not revision.revision.startswith("0001"):
+        doc = (revision.doc or "").splitlines()[0] if revision.doc else ""
+        config.attributes["changes"].append(f"applied revision {revision.revision}: {doc}".rstrip(": "))
 
 
 def run(connection: sa.Connection) -> None:
