@@ -60,7 +60,12 @@ def mailer(settings: Settings) -> Mailer:
 
 
 def links(settings: Settings) -> Links:
-    return Links(dagster_ui_url=settings.dagster_ui_url, grafana_url=settings.grafana_url)
+    return Links(
+        dagster_ui_url=settings.dagster_ui_url,
+        grafana_url=settings.grafana_url,
+        reports_url=settings.reports_url,
+        mlflow_ui_url=settings.mlflow_ui_url,
+    )
 
 
 def serving_client(settings: Settings) -> ServingClient:

@@ -29,6 +29,27 @@ def default_spec(drift_threshold: float = DEFAULT_DRIFT_THRESHOLD) -> ModelSpec:
     return next(s for s in specs if s.name == "green_taxi_duration")
 
 
+def spec_with_rules(rules: list[dict] | None = None, **retraining) -> ModelSpec:
+    """The default spec with other alert rules (None: its own) and retraining settings."""
+    raw = default_spec().model_dump(mode="json", exclude={"source_file"})
+    if rules is not None:
+        raw["monitoring"]["rules"] = rules
+    raw["retraining"].update(retraining)
+    return ModelSpec.model_validate(raw)
+
+
+def retraining_at_once() -> ModelSpec:
+    """The default spec whose retrain rules retrain at once (the trailing window of the latest
+    breach day, no waiting for data after the change): for tests about something else than
+    the retraining policy, which has its own."""
+    raw = default_spec().model_dump(mode="json", exclude={"source_file"})
+    rules = raw["monitoring"]["rules"]
+    for rule in rules:
+        if rule["retrain"]:
+            rule["retrain"] = "at_once"
+    return spec_with_rules(rules)
+
+
 def load_trips(spec: ModelSpec, data_dir: Path, start: str, end: str) -> pd.DataFrame:
     """Cleaned trips picked up in [start, end) (ISO dates), read from ``data_dir``."""
     source = TripSource(kind="local", data_dir=str(data_dir))

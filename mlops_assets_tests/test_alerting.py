@@ -51,9 +51,15 @@ from mlops_assets.training.retrain_asset import (
     TRIGGER_VALUE_TAG,
 )
 from mlops_assets.training.store import DecisionStore, TimelineStore
-from mlops_assets_tests.helpers import default_spec, failure_message, load_trips, train_through_assets
+from mlops_assets_tests.helpers import (
+    default_spec,
+    failure_message,
+    load_trips,
+    spec_with_rules,
+    train_through_assets,
+)
 from mlops_core.daily_metrics import DailyMetrics
-from mlops_core.specs import Features, ModelSpec, Retraining
+from mlops_core.specs import Features, Retraining
 
 SPEC = default_spec()
 RETRAINED = dg.AssetKey([SPEC.name, C.RETRAINED_MODEL])
@@ -228,14 +234,6 @@ def test_a_rule_that_retrains_at_once_requests_the_latest_breach_day(isolated_en
         TRIGGER_VALUE_TAG: "0.2700",
         TRIGGER_DAY_TAG: "2022-02-04",
     }
-
-
-def spec_with_rules(rules: list[dict], **retraining):
-    """The default spec with other alert rules (and retraining settings)."""
-    raw = SPEC.model_dump(mode="json", exclude={"source_file"})
-    raw["monitoring"]["rules"] = rules
-    raw["retraining"].update(retraining)
-    return ModelSpec.model_validate(raw)
 
 
 def test_each_breach_is_emailed_exactly_once_over_real_smtp(settings, smtp_port):

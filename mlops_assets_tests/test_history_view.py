@@ -43,10 +43,11 @@ from mlops_assets.monitoring import history_chart as H
 from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.resources import build_resources
 from mlops_assets.training.store import TimelineStore
-from mlops_assets_tests.helpers import ARTIFACTS, BIN, MONITORING, REPO, chromium, default_spec
+from mlops_assets_tests.helpers import ARTIFACTS, BIN, MONITORING, REPO, chromium, retraining_at_once
 from mlops_core.daily_metrics import DailyMetrics
 
-SPEC = default_spec()
+# Retrains at once: this test is about the chart (the waiting policy has its own tests).
+SPEC = retraining_at_once()
 FEBRUARY_2022 = [f"2022-02-0{d}" for d in range(1, 5)]
 
 

@@ -10,10 +10,13 @@ Each evaluation (the daemon runs it every 30 s):
    one alone, ``prediction_drift`` above ``DRIFT_THRESHOLD``, default 0.20) and records each breach in
    ``alerts`` once: (model, rule, day) is unique, so ticks, daemon restarts and
    re-materializations never alert a rule's day twice;
-3. emails every pending alert of the model in one message (drift lines in the original
-   design's format, other rules' lines naming their metric); a failed send (SMTP down, auth
-   refused) stays pending, is logged on the tick and retried on the next one, and does not
-   stop the evaluation;
+3. folds the breaches into incidents (``alerting/incidents.py``: one per episode of a rule,
+   resolved after ``alerting.resolve_after_days`` quiet monitored days or by a promotion or
+   rollback) and emails, in one message, every incident that opened ([FIRING]), is due a
+   reminder ([REMINDER], every ``alerting.repeat_every_days``) or resolved ([RESOLVED]), with
+   the breach days' lines in the original design's format and their context; a failed send
+   (SMTP down, auth refused) leaves them due, is logged on the tick and retried on the next
+   one, and does not stop the evaluation;
 4. asks the retraining policy (``training/retrain_policy.py``) whether to request a run of the
    retrain asset: once a breach episode has data after the change, once per episode (a retry
    after a cool-down); the tick says what it waits for, and until when. The run key (model,
@@ -27,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from mlops_assets import constants as C
-from mlops_assets.alerting import messages, rules
+from mlops_assets.alerting import incident_flow, messages, rules
 from mlops_assets.alerting.store import AlertStore
 from mlops_assets.keys import retrained_key
 from mlops_assets.lib.links import Links
@@ -141,34 +144,6 @@ def retrain_request(spec: ModelSpec, instance: dg.DagsterInstance, db: MetricsDB
     )
 
 
-def send_pending(spec: ModelSpec, db: MetricsDB, mailer: Mailer, links: Links, log, notes: list[str]) -> None:
-    """Email every pending alert of the model in one message; a failure leaves them pending."""
-    store = AlertStore(db)
-    pending = store.all(spec.name, status="pending")
-    if not pending:
-        return
-    ids = [a["id"] for a in pending]
-    try:
-        msg = mailer.compose(
-            messages.subject(spec.name, pending),
-            messages.body(spec.name, pending, list(spec.monitoring.rules), messages.alert_links(spec, links)),
-        )
-        where = mailer.send(msg)
-    except MailError as exc:
-        store.mark(ids, sent=False, error=str(exc))
-        log.error(
-            "%s: alert email for %d breach(es) NOT sent, will retry on the next tick: %s",
-            spec.name,
-            len(ids),
-            exc,
-        )
-        notes.append(f"email failed ({len(ids)} pending): {exc}")
-    else:
-        store.mark(ids, sent=True, message_id=msg["Message-ID"])
-        log.info("%s: alert email for %d breach(es) sent to %s", spec.name, len(ids), where)
-        notes.append(f"emailed {len(ids)} breach(es)")
-
-
 def send_decisions(
     spec: ModelSpec, db: MetricsDB, mailer: Mailer, links: Links, log, notes: list[str]
 ) -> None:
@@ -225,9 +200,14 @@ def evaluate(
             )
 
     notes: list[str] = []
-    send_pending(spec, metrics_db, mailer, links, log, notes)
+    latest = incident_flow.update(spec, metrics_db, log, notes)
+    policy: list[str] = []
+    request = retrain_request(spec, instance, metrics_db, policy)
+    incident_flow.send(
+        spec, metrics_db, mailer, links, log, notes, latest=latest, retrain_note="; ".join(policy) or None
+    )
     send_decisions(spec, metrics_db, mailer, links, log, notes)
-    request = retrain_request(spec, instance, metrics_db, notes)
+    notes += policy
 
     if seen_until is not None:
         newest = max(newest, seen_until) if newest is not None else seen_until

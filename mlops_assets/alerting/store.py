@@ -35,6 +35,7 @@ alerts_table = sa.Table(
     sa.Column("last_error", sa.Text()),
     sa.Column("sent_at", sa.DateTime()),
     sa.Column("message_id", sa.String(255)),
+    sa.Column("incident_id", ID),  # incidents.id: the episode this breach belongs to
     sa.UniqueConstraint("model_name", "rule", "timestamp", name="uq_alerts_model_rule_timestamp"),
     sa.Index("ix_alerts_status", "model_name", "status"),
 )

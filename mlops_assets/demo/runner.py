@@ -21,7 +21,12 @@ from mlops_assets.data.sources import TripDataError
 from mlops_assets.definitions import build_defs
 from mlops_assets.demo.output import outcome, say
 from mlops_assets.settings import Settings
-from mlops_assets.training.retrain_asset import TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
+from mlops_assets.training.retrain_asset import (
+    EPISODE_TAG,
+    TRIGGER_DAY_TAG,
+    TRIGGER_RULE_TAG,
+    TRIGGER_VALUE_TAG,
+)
 from mlops_core.specs import ModelSpec
 
 MONITORING = [C.TRIPS, C.PREDICTIONS, C.DRIFT_METRICS, C.DUMMY_METRICS]
@@ -221,9 +226,12 @@ class Demo:
         for request in result.run_requests or []:
             trigger = request.tags.get(TRIGGER_RULE_TAG, "?")
             value = request.tags.get(TRIGGER_VALUE_TAG, "?")
+            breach_day = request.tags.get(TRIGGER_DAY_TAG, "?")
+            episode = request.tags.get(EPISODE_TAG)
+            about = f"the episode since {episode}, " if episode else ""
             say(
-                f"    requested: retrain for breach day {request.partition_key} by rule {trigger} "
-                f"(value {value}; run key {request.run_key})"
+                f"    requested: retrain on the window ending {request.partition_key}, for {about}"
+                f"rule {trigger} ({value} on {breach_day}; run key {request.run_key})"
             )
             run = self.run(
                 f"Retrain on the {self.spec.retraining.window_days} days ending {request.partition_key}",

@@ -77,7 +77,11 @@ class Mailer(dg.ConfigurableResource):
         return scrub(text, self.smtp_password)
 
     # --- sending --------------------------------------------------------------------------
-    def compose(self, subject: str, body: str) -> EmailMessage:
+    def compose(
+        self, subject: str, body: str, html: str | None = None, images: dict[str, bytes] | None = None
+    ) -> EmailMessage:
+        """The email: ``body`` as plain text; with ``html``, ``multipart/alternative`` (the text
+        first, then the HTML with ``images``, content id -> PNG bytes, inline beside it)."""
         recipients = self.to_addresses()
         if self.smtp_host and not recipients:
             raise MailError("ALERT_EMAIL_TO is not set: there is nobody to send the alert to")
@@ -88,6 +92,11 @@ class Mailer(dg.ConfigurableResource):
         msg["Date"] = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
         msg["Message-ID"] = make_msgid(domain="mlops-assets")
         msg.set_content(body)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
+            part = msg.get_payload()[1]
+            for cid, png in (images or {}).items():
+                part.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>", filename=f"{cid}.png")
         return msg
 
     def send(self, msg: EmailMessage) -> str:
@@ -122,7 +131,8 @@ class Mailer(dg.ConfigurableResource):
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         path = folder / f"{stamp}.eml"
         readable = copy.deepcopy(msg)  # 8-bit text so the .eml reads well in a terminal
-        readable.set_content(msg.get_content(), cte="8bit")
+        text = readable.get_body(preferencelist=("plain",))
+        text.set_content(text.get_content(), cte="8bit")
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".eml", dir=folder)
         with os.fdopen(fd, "wb") as out:
             out.write(readable.as_bytes())

@@ -2,9 +2,10 @@
 figure (Agg backend, no display), from what the metrics DB holds (``History``). See
 ``history.py`` for the asset that draws it and what the figure shows."""
 
+import dataclasses
 import io
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import matplotlib
 
@@ -12,6 +13,7 @@ matplotlib.use("Agg")  # before pyplot: no display here, and no GUI backend in a
 
 import matplotlib.pyplot as plt
 
+from mlops_assets.alerting.incident_store import IncidentStore
 from mlops_assets.alerting.store import AlertStore
 from mlops_assets.lib.days import gaps
 from mlops_assets.lib.storage.engine import MetricsDB
@@ -33,6 +35,7 @@ class History:
     rows: list[DailyMetrics]
     timeline: list[dict]
     alerts: list[dict]
+    incidents: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def days(self) -> list[date]:
@@ -51,6 +54,22 @@ def read_history(spec: ModelSpec, db: MetricsDB) -> History:
         DailyMetricsStore(db).rows(spec.name),
         TimelineStore(db).entries(spec.name),
         AlertStore(db).all(spec.name),
+        IncidentStore(db).all(spec.name),
+    )
+
+
+def cut(history: History, first: date, last: date, margin: int = 7) -> History:
+    """The days ``first`` .. ``last`` (and ``margin`` days either side) of ``history``: an
+    incident's chart."""
+    low, high = first - timedelta(days=margin), last + timedelta(days=margin)
+    return dataclasses.replace(
+        history,
+        rows=[r for r in history.rows if low <= r.timestamp.date() <= high],
+        alerts=[a for a in history.alerts if low <= a["timestamp"].date() <= high],
+        timeline=[t for t in history.timeline if low <= t["effective_from"] <= high],
+        incidents=[
+            i for i in history.incidents if i["opened_day"] <= high and (i["resolved_day"] or high) >= low
+        ],
     )
 
 
@@ -168,6 +187,41 @@ def _plot_shadow(ax, history: History) -> None:
         )
 
 
+def _shade_incidents(ax, history: History, axes) -> None:
+    """Each incident's span (opened .. resolved, or the last monitored day while open), hatched
+    in the panel of its metric."""
+    days = history.days
+    panel = {PREDICTION_DRIFT: axes[0], RMSE_RATIO: axes[-1] if len(axes) > 1 else None}
+    drawn = False
+    for inc in history.incidents:
+        if panel.get(inc["metric"], axes[0]) is not ax:
+            continue
+        first = position(days, inc["opened_day"])
+        last = position(days, inc["resolved_day"] or days[-1])
+        state = "resolved" if inc["resolved_day"] else "open"
+        ax.axvspan(
+            first - 0.5,
+            last + 0.5,
+            facecolor="none",
+            edgecolor=ALERT_COLOUR,
+            hatch="//",
+            alpha=0.35,
+            linewidth=0,
+            zorder=0.5,
+            label=None if drawn else "incident (opened .. resolved)",
+        )
+        ax.text(
+            first - 0.5,
+            0.02,
+            f" #{inc['id']} {state}",
+            transform=ax.get_xaxis_transform(),
+            fontsize=7,
+            color=ALERT_COLOUR,
+            va="bottom",
+        )
+        drawn = True
+
+
 def _version_order(version: str):
     return (0, int(version)) if version.isdigit() else (1, version)
 
@@ -230,6 +284,7 @@ def _draw_panels(history: History, axes, ratio_rules: list[AlertRule]) -> None:
                     fontsize=9,
                     fontweight="bold",
                 )
+        _shade_incidents(ax, history, axes)
         for i, first_skipped, last_skipped in gaps(days):
             ax.axvline(i - 0.5, color="grey", linestyle=":", linewidth=1.2)
             if ax is axes[-1]:

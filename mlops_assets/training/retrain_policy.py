@@ -161,7 +161,8 @@ def _for_episode(spec: ModelSpec, now: Situation, episode: Episode, breaches: li
 def _refresh(spec, now, episode, tried, promoted, today, breaches) -> Retrain | Wait:
     """After the episode's promotion: one more retrain on a window entirely after the change,
     when the promoted model's was not (it learnt from fewer days than a full window), once the
-    monitored days allow it and attempts remain; promoted only on a real win like any other."""
+    monitored days allow it and attempts remain (and monitoring is not more than
+    ``cooldown_days`` past that day); promoted only on a real win like any other."""
     policy = spec.retraining
     what = f"episode since {episode.start}"
     done = f"{what}: v{promoted['version']} was promoted from {promoted['effective_from']}"
@@ -170,6 +171,13 @@ def _refresh(spec, now, episode, tried, promoted, today, breaches) -> Retrain | 
         return Wait(f"{done}; no more retrains")
     if today < full:
         return Wait(f"{done}; a refresh on a window entirely after the change on {full}", full)
+    if today > full + timedelta(days=policy.cooldown_days):
+        # Monitoring jumped past the refresh's moment (a month per run, a gap): a window ending
+        # today would no longer be about this episode, and one ending on ``full`` would change
+        # the model of days already monitored.
+        return Wait(
+            f"{done}; its refresh was due on {full}, monitoring is past it ({today}); no more retrains"
+        )
     if now.in_flight:
         return Wait(f"{done}; its refresh waits for a retrain in flight")
     first = max(episode.start, today - timedelta(days=policy.window_days - 1))
