@@ -10,7 +10,9 @@ dagster-open-platform merges its ``defs/<domain>/definitions.py``:
 * ``training``: ``duration_model`` (monthly), ``retrained_model``, their jobs and schedule;
 * ``monitoring``: predictions → drift_metrics → dummy_metrics, the daily job and schedule,
   ``monitoring_history``;
-* ``alerting``: the alert sensors.
+* ``alerting``: the alert sensors;
+* ``ops``: the platform watching itself (failed runs, days not monitored in time, retrains
+  that never started), emailed through the same mailer.
 
 Tests call ``build_defs`` with their own specs and resources.
 """
@@ -24,6 +26,7 @@ import dagster as dg
 from mlops_assets.alerting import definitions as alerting
 from mlops_assets.data import definitions as data
 from mlops_assets.monitoring import definitions as monitoring
+from mlops_assets.ops import definitions as ops
 from mlops_assets.resources import build_resources
 from mlops_assets.settings import Settings
 from mlops_assets.training import definitions as training
@@ -32,7 +35,7 @@ from mlops_core.specs import ModelSpec
 # BackfillPolicy is marked beta in Dagster 1.13; single-run backfills are what we rely on.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-DOMAINS = (data, training, monitoring, alerting)
+DOMAINS = (data, training, monitoring, alerting, ops)
 
 
 def build_defs(specs: list[ModelSpec], resources: dict[str, object]) -> dg.Definitions:

@@ -17,6 +17,7 @@ from mlops_assets.lib.links import Links
 from mlops_assets.lib.mailer import Mailer
 from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring.reports import ReportStore
+from mlops_assets.ops.policy import OpsPolicy
 from mlops_assets.settings import Settings
 from mlops_assets.training.registry_resource import ModelRegistry
 from mlops_assets.training.serving_client import ServingClient
@@ -46,7 +47,7 @@ def metrics_db(settings: Settings) -> MetricsDB:
     return MetricsDB(url=settings.metrics_database_url)
 
 
-def mailer(settings: Settings) -> Mailer:
+def mailer(settings: Settings, recipients: str | None = None) -> Mailer:
     return Mailer(
         outbox_dir=str(settings.home / "outbox"),
         smtp_host=settings.smtp_host,
@@ -55,7 +56,21 @@ def mailer(settings: Settings) -> Mailer:
         smtp_password=dg.EnvVar("SMTP_PASSWORD") if settings.smtp_password_set else None,
         smtp_starttls=settings.smtp_starttls,
         sender=settings.alert_email_from,
-        recipients=settings.alert_email_to,
+        recipients=recipients or settings.alert_email_to,
+    )
+
+
+def ops_mailer(settings: Settings) -> Mailer:
+    """The same transport for the platform's own alerts, to ``ALERT_EMAIL_TO_OPS`` (default:
+    ``ALERT_EMAIL_TO``)."""
+    return mailer(settings, recipients=settings.alert_email_to_ops)
+
+
+def ops_policy(settings: Settings) -> OpsPolicy:
+    return OpsPolicy(
+        freshness_deadline=settings.freshness_deadline,
+        freshness_window_days=settings.freshness_window_days,
+        retrain_start_limit_seconds=settings.retrain_start_limit_seconds,
     )
 
 
@@ -83,6 +98,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         C.METRICS_DB: metrics_db(settings),
         C.REPORTS: ReportStore(directory=str(settings.home / "reports"), base_url=settings.reports_url),
         C.MAILER: mailer(settings),
+        C.OPS_MAILER: ops_mailer(settings),
+        C.OPS_POLICY: ops_policy(settings),
         C.LINKS: links(settings),
         C.SERVING: serving_client(settings),
     }

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mlops_core import home as H
 from mlops_core.specs import DEFAULT_DRIFT_THRESHOLD, PACKAGED_SPECS_DIR, ModelSpec, load_specs
-from mlops_core.text import ConfigError, parse_count, parse_flag, parse_number, parse_port
+from mlops_core.text import ConfigError, parse_clock, parse_count, parse_flag, parse_number, parse_port
 
 TRIP_SOURCES = ("auto", "tlc", "local", "synthetic")
 DEFAULT_DAGSTER_UI_URL = "http://localhost:3000"
@@ -46,6 +46,14 @@ class Settings:
     smtp_starttls: bool = False
     alert_email_from: str | None = None
     alert_email_to: str | None = None
+    # The platform's own alerts (ops/): their recipients (default: alert_email_to), the time of
+    # day (UTC) by which yesterday must be monitored, how far back days are judged (older days
+    # never raise a freshness alarm: replays of history stay quiet), and how long a requested
+    # retrain may wait to start.
+    alert_email_to_ops: str | None = None
+    freshness_deadline: str = "06:00"
+    freshness_window_days: int = 7
+    retrain_start_limit_seconds: int = 900
     serving_url: str | None = None
     serving_token_set: bool = False  # SERVING_RELOAD_TOKEN, read through dg.EnvVar
     dagster_ui_url: str = DEFAULT_DAGSTER_UI_URL
@@ -66,6 +74,7 @@ class Settings:
                 "backfill_days_per_run (MONITORING_BACKFILL_DAYS_PER_RUN) must be a whole number "
                 f"of at least 1 or None; got {self.backfill_days_per_run!r}"
             )
+        parse_clock("FRESHNESS_DEADLINE", self.freshness_deadline)
 
     @classmethod
     def for_home(cls, home: Path | str, **values) -> Settings:
@@ -108,6 +117,14 @@ class Settings:
             "smtp_starttls": parse_flag(env.get("SMTP_STARTTLS")),
             "alert_email_from": text("ALERT_EMAIL_FROM"),
             "alert_email_to": text("ALERT_EMAIL_TO"),
+            "alert_email_to_ops": text("ALERT_EMAIL_TO_OPS"),
+            "freshness_deadline": text("FRESHNESS_DEADLINE") or "06:00",
+            "freshness_window_days": parse_count("FRESHNESS_WINDOW_DAYS", env.get("FRESHNESS_WINDOW_DAYS"))
+            or 7,
+            "retrain_start_limit_seconds": parse_count(
+                "RETRAIN_START_LIMIT_SECONDS", env.get("RETRAIN_START_LIMIT_SECONDS")
+            )
+            or 900,
             "serving_url": text("SERVING_URL"),
             "serving_token_set": bool(env.get("SERVING_RELOAD_TOKEN")),
             "dagster_ui_url": text("DAGSTER_UI_URL") or DEFAULT_DAGSTER_UI_URL,

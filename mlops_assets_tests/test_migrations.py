@@ -19,6 +19,7 @@ from mlops_assets.alerting.store import AlertStore
 from mlops_assets.lib.storage.engine import MetricsDB, metadata
 from mlops_assets.lib.storage.migrate import VERSION_TABLE, current, head, migrate
 from mlops_assets.monitoring.store import DailyMetricsStore, dummy_metrics
+from mlops_assets.ops.store import NoticeStore  # noqa: F401  (registers ops_notices)
 from mlops_assets.training.store import TimelineStore
 from mlops_core.daily_metrics import FIELDS
 

@@ -3,6 +3,7 @@ and numbers and flags out of settings strings (with errors that name the setting
 
 from __future__ import annotations
 
+from datetime import time
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 UNPARSABLE_URL = "<unparsable URL>"
@@ -85,6 +86,15 @@ def parse_port(name: str, raw: str | None) -> int | None:
     if not 0 < port < 65536:
         raise ConfigError(f"{name} must be a port number, got {raw!r}")
     return port
+
+
+def parse_clock(name: str, raw: str) -> time:
+    """``raw`` as a time of day ``HH:MM`` (24 h)."""
+    try:
+        hours, minutes = (int(part) for part in raw.strip().split(":"))
+        return time(hours, minutes)
+    except ValueError:
+        raise ConfigError(f"{name} must be a time of day HH:MM (UTC), got {raw!r}") from None
 
 
 def parse_flag(raw: str | None, default: bool = False) -> bool:

@@ -6,7 +6,7 @@ schedule; the job and automation sensor that redraw the chart."""
 import dagster as dg
 
 from mlops_assets import constants as C
-from mlops_assets.keys import champion_review_key, history_key, trips_key
+from mlops_assets.keys import champion_review_key, drift_key, dummy_metrics_key, history_key, trips_key
 from mlops_assets.monitoring.assets import build_monitoring_assets
 from mlops_assets.monitoring.history import build_history_asset
 from mlops_core.specs import ModelSpec
@@ -20,9 +20,18 @@ def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
         *(k for a in assets for k in a.keys),
         *(champion_review_key(s) for s in specs),
     ]
+    # Without the ops domain's freshness checks on drift_metrics and dummy_metrics ("is yesterday monitored by
+    # its deadline?"): a run monitors the days it is given, whatever today is.
+    freshness = dg.AssetSelection.checks(
+        *(
+            dg.AssetCheckKey(key(s), C.CHECK_FRESHNESS)
+            for s in specs
+            for key in (drift_key, dummy_metrics_key)
+        )
+    )
     monitoring_job = dg.define_asset_job(
         C.MONITORING_JOB,
-        selection=dg.AssetSelection.assets(*daily_keys),
+        selection=dg.AssetSelection.assets(*daily_keys) - freshness,
         description=(
             "Daily monitoring of every spec: trips → predictions → Evidently drift metrics → the "
             "dummy_metrics table (the original design's metrics_backfill_to_postgres DAG) → the "
@@ -46,7 +55,7 @@ def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
         schedules=[
             dg.build_schedule_from_partitioned_job(
                 monitoring_job,
-                name="daily_monitoring_schedule",
+                name=C.MONITORING_SCHEDULE,
                 hour_of_day=3,
                 description="Every night, monitor the day that just ended.",
             )
