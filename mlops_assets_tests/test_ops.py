@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import subprocess
+import sys
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -25,7 +28,7 @@ from mlops_assets.definitions import build_defs
 from mlops_assets.keys import drift_key, dummy_metrics_key, trips_key
 from mlops_assets.lib.links import Links
 from mlops_assets.ops import notices as N
-from mlops_assets.ops.checks import freshness_check_keys
+from mlops_assets.ops.checks import freshness_check_keys, schedule_on
 from mlops_assets.ops.freshness import judge
 from mlops_assets.ops.sensors import freshness_watch, watch
 from mlops_assets.ops.store import NoticeStore
@@ -35,6 +38,8 @@ from mlops_assets.training.retrain_asset import RETRAIN_TAG
 from mlops_assets_tests.helpers import default_spec
 from mlops_assets_tests.test_alerting import SmtpServer, smtp_port, smtp_settings  # noqa: F401
 
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 SPEC = default_spec()
 LINKS = Links(dagster_ui_url="http://dagster.example:3000")
 PREFIX = "[mlops_assets platform]"
@@ -300,6 +305,32 @@ def test_a_replay_of_2021_raises_no_freshness_alarm(settings, smtp_port):  # noq
     assert [e.passed for e in result.asset_events] == [True, True]
     assert result.asset_events[0].description.startswith("not judged")
     assert NoticeStore(R.metrics_db(settings)).all() == []
+
+
+@pytest.mark.e2e
+def test_with_the_nightly_schedule_on_the_last_days_are_judged(settings, smtp_port):  # noqa: F811
+    # The real CLI turns the schedule on in this test's instance (DAGSTER_HOME), as the UI does.
+    out = subprocess.run(
+        [str(BIN / "dagster"), "schedule", "start", C.MONITORING_SCHEDULE, "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    instance = dg.DagsterInstance.get()
+    assert schedule_on(instance)
+    defs = build_defs([SPEC], build_resources(smtp_settings(settings, smtp_port)))
+    monitored(instance, *days("2021-01-01", "2021-03-31"))  # history, and nothing recent
+    with SmtpServer(smtp_port) as inbox:
+        result = evaluate(defs, C.FRESHNESS_SENSOR, instance)  # the real clock
+        evaluate(defs, C.OPS_WATCH_SENSOR, instance)
+    assert [e.passed for e in result.asset_events] == [False, False]
+    (msg,) = inbox.messages
+    # the 7 days due within the window, of each asset, all in one email
+    late = [n for n in NoticeStore(R.metrics_db(settings)).all() if n["kind"] == "late_day"]
+    assert len(late) == 14
+    assert msg["Subject"].startswith(f"{PREFIX} not monitored in time: {SPEC.name}/drift_metrics ")
 
 
 def test_the_monitoring_job_never_evaluates_the_freshness_checks(settings):

@@ -152,8 +152,9 @@ def freshness_watch(
                         model_name=spec.name, asset_path=path, day=day, due=due, last_day=last, asset_url=url
                     )
                 )
-            told = [k for k in store.keys(N.LATE_DAY, spec.name) if k.startswith(f"{'/'.join(path)}@")]
-            for k in told:
+            prefix = f"{'/'.join(path)}@"
+            waiting = set(store.keys(N.LATE_DAY, spec.name)) - set(store.keys(N.DAY_LANDED, spec.name))
+            for k in sorted(k for k in waiting if k.startswith(prefix)):
                 day = N.day_of(k)
                 if day in days:
                     found.append(N.day_landed(model_name=spec.name, asset_path=path, day=day, asset_url=url))
@@ -161,9 +162,9 @@ def freshness_watch(
                 notes.append(f"{'/'.join(path)}: {result.describe()}")
     new = store.record(found)
     notes += [f"new: {n['summary']}" for n in new]
-    return dg.SensorResult(
-        asset_events=events, skip_reason=None if events else ("; ".join(notes) or "every due day monitored")
-    )
+    if events:
+        notes.append("; ".join(f"{'/'.join(e.asset_key.path)}: {e.description}" for e in events))
+    return dg.SensorResult(asset_events=events, skip_reason="; ".join(notes) or "no change")
 
 
 def build_freshness_sensor(specs: list[ModelSpec]) -> dg.SensorDefinition:
