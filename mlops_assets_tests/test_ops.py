@@ -416,3 +416,30 @@ def test_a_retrain_that_started_is_not_late(settings, status):
         now=datetime.now(UTC) + timedelta(days=1),
     )
     assert result.skip_message == "nothing to tell"
+
+
+def test_the_ops_settings_come_from_the_environment_and_a_bad_deadline_names_itself(tmp_path):
+    env = {
+        "MLOPS_HOME": str(tmp_path),
+        "ALERT_EMAIL_TO": "oncall@example.com",
+        "ALERT_EMAIL_TO_OPS": "platform@example.com",
+        "FRESHNESS_DEADLINE": "07:30",
+        "FRESHNESS_WINDOW_DAYS": "3",
+        "RETRAIN_START_LIMIT_SECONDS": "60",
+    }
+    settings = Settings.from_env(env)
+    resources = build_resources(settings)
+    assert resources[C.OPS_MAILER].to_addresses() == ["platform@example.com"]
+    assert resources[C.MAILER].to_addresses() == ["oncall@example.com"]
+    policy = resources[C.OPS_POLICY]
+    assert (policy.deadline(), policy.window(), policy.retrain_start_limit()) == (
+        time(7, 30),
+        timedelta(days=3),
+        timedelta(seconds=60),
+    )
+    default = build_resources(Settings.from_env({"MLOPS_HOME": str(tmp_path), "ALERT_EMAIL_TO": "a@b.c"}))
+    assert default[C.OPS_MAILER].to_addresses() == ["a@b.c"]
+    with pytest.raises(
+        ValueError, match=r"FRESHNESS_DEADLINE must be a time of day HH:MM \(UTC\), got '6am'"
+    ):
+        Settings.from_env({"MLOPS_HOME": str(tmp_path), "FRESHNESS_DEADLINE": "6am"})
