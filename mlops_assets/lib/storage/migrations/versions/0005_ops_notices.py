@@ -1,16 +1,16 @@
 """Ops notices: what the platform noticed about itself (failed runs, days not monitored by
 their deadline, retrains that never started), each recorded once and emailed.
 
-Revision ID: 0004_ops_notices
-Revises: 0003_incidents
+Revision ID: 0005_ops_notices
+Revises: 0004_segment_metrics
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_ops_notices"
-down_revision = "0003_incidents"
+revision = "0005_ops_notices"
+down_revision = "0004_segment_metrics"
 branch_labels = None
 depends_on = None
 
