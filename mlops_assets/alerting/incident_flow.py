@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import date
 
 from mlops_assets.alerting import incident_messages as M
-from mlops_assets.alerting.incident_store import IncidentStore
 from mlops_assets.alerting.incidents import advance, changes_of, due
+from mlops_assets.alerting.store import IncidentStore
 from mlops_assets.lib.links import Links
 from mlops_assets.lib.mailer import Mailer, MailError
 from mlops_assets.lib.storage.engine import MetricsDB

@@ -14,8 +14,8 @@ from __future__ import annotations
 import html
 from datetime import date
 
-from mlops_assets.alerting.incident_store import FIRING, REMINDER, RESOLVED
 from mlops_assets.alerting.messages import breach_line
+from mlops_assets.alerting.store import FIRING, REMINDER, RESOLVED
 from mlops_assets.keys import drift_key
 from mlops_assets.lib.links import Links
 from mlops_core.daily_metrics import PREDICTION_DRIFT, DailyMetrics, describe

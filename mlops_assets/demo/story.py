@@ -7,7 +7,7 @@ import os
 
 from mlops_assets import constants as C
 from mlops_assets import resources as R
-from mlops_assets.alerting.store import AlertStore
+from mlops_assets.alerting.store import AlertStore, IncidentStore
 from mlops_assets.demo.output import fired, say, table
 from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.settings import Settings
@@ -86,6 +86,15 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
         f"{len({a['message_id'] for a in sent})} email(s); retrains: {len(retrains)}, promoted: "
         f"{sum(r['decision'] == 'promoted' for r in retrains)}"
     )
+    incidents = IncidentStore(db).all(spec.name)
+    if incidents:
+        say()
+        say(
+            "Incidents (a rule's breach episode: one email when it opens, a reminder while it "
+            "lasts, one when it resolves)"
+        )
+        say(table([incident_row(i) for i in incidents]))
+        say()
     outbox = settings.home / "outbox"
     if outbox.is_dir():
         say(f"Outbox         {outbox} ({len(list(outbox.glob('*.eml')))} .eml file(s))")
@@ -98,3 +107,17 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
     say(
         f"               drift over time: asset {spec.name}/{C.MONITORING_HISTORY}, its chart in the metadata"
     )
+
+
+def incident_row(inc: dict) -> dict:
+    return {
+        "#": inc["id"],
+        "rule": inc["rule"],
+        "opened": str(inc["opened_day"]),
+        "last breach": str(inc["last_breach_day"]),
+        "breach days": inc["breach_days"],
+        "worst": f"{inc['worst_value']:.4f} on {inc['worst_day']}",
+        "state": inc["status"] if inc["resolved_day"] is None else f"resolved {inc['resolved_day']}",
+        "resolved by": inc["resolved_by"] or "",
+        "emails": inc["emails_sent"],
+    }
