@@ -96,6 +96,9 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
     assert {a["status"] for a in alerts} == {"sent"}
     assert len({a["message_id"] for a in alerts}) == 1
     assert len(list((home / "outbox").glob("*.eml"))) == 1
+    # Where: the story names the new district (the generator's area East) on the alert days.
+    assert "Where the model is wrong on alert days" in proc.stdout
+    assert "drop-off borough East: " in proc.stdout
 
     # One retrain, promoted, beating the mean; then recovery under it.
     timeline = TimelineStore(db).entries(SPEC.name)
