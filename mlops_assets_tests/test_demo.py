@@ -74,6 +74,9 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
         line for line in lines if not line.startswith("[synthetic]")
     ][:5]
     assert "storm 2021-02-01 .. 2021-02-02; new district 2021-03-08 on" in proc.stdout
+    # Where: the story names the new district (the generator's area East) on the alert days.
+    assert "Where the model is wrong on alert days" in proc.stdout
+    assert "drop-off borough East: " in proc.stdout
 
     db = MetricsDB(url=f"sqlite:///{home / 'metrics.db'}")
     rows = {r["timestamp"].date(): r for r in [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]}
@@ -96,9 +99,6 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
     assert {a["status"] for a in alerts} == {"sent"}
     assert len({a["message_id"] for a in alerts}) == 1
     assert len(list((home / "outbox").glob("*.eml"))) == 1
-    # Where: the story names the new district (the generator's area East) on the alert days.
-    assert "Where the model is wrong on alert days" in proc.stdout
-    assert "drop-off borough East: " in proc.stdout
 
     # One retrain, promoted, beating the mean; then recovery under it.
     timeline = TimelineStore(db).entries(SPEC.name)
