@@ -76,6 +76,9 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
         line for line in lines if not line.startswith("[synthetic]")
     ][:5]
     assert "storm 2021-02-01 .. 2021-02-02; new district 2021-03-08 on" in proc.stdout
+    # Where: the story names the new district (the generator's area East) on the alert days.
+    assert "Where the model is wrong on alert days" in proc.stdout
+    assert "drop-off borough East: " in proc.stdout
 
     db = MetricsDB(url=f"sqlite:///{home / 'metrics.db'}")
     rows = {r["timestamp"].date(): r for r in [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]}

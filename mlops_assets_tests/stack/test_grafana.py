@@ -417,6 +417,11 @@ def test_every_query_returns_what_its_panel_needs(backfill, qid):
             and f["rmse ratio"].tolist() == rows["rmse_ratio"].tolist()
             and (f["rmse ratio"] - rows["rmse"] / v1["holdout_rmse"]).abs().max() < 1e-12
         ),
+        "RMSE by drop-off borough": lambda f: (
+            list(f.columns) == ["time", "metric", "value"]
+            and {"Bronx", "Brooklyn", "Manhattan", "Queens"} <= set(f["metric"])
+            and (f["value"] > 0).all()
+        ),
     }
     check = expected.get(f"{title} (annotation)" if kind == "annotation" and title == "Alerts" else title)
     assert check is not None, f"no expectation written for {kind} {title!r}"
