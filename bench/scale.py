@@ -32,6 +32,13 @@
    including the backfill daemon's loop) and the runs' own span, and a check that
    ``dummy_metrics`` has exactly one row per day of the year.
 
+5. Segments (issue 24), in its own process: each of the short range's days, scored beforehand,
+   goes through what ``drift_metrics`` and ``dummy_metrics`` do for a day (Evidently's
+   figures, the HTML report, the row written) without and then with the day's segment
+   figures (computed, appended to the report, tabled for the metadata, carried as JSON and
+   written to ``segment_metrics``), alternating, ``--repeats`` times; printed: the ratio of
+   the medians (target <= 1.10). ``--segments-only`` runs only this part.
+
 Every wait has a timeout. Quick run (small volumes, a few minutes):
 
     .venv/bin/python bench/scale.py --trips-per-day 5000 --short-days 7 --long-days 14 \\
@@ -284,6 +291,106 @@ def loop_main(argv: list[str]) -> int:
         out[name] = {"reference_rows": rows, "per_day_s": elapsed / len(scored), "total_s": elapsed}
     print(json.dumps(out))
     return 0
+
+
+def segments_main(argv: list[str]) -> int:
+    """In a fresh process: score the days (not timed), then time each day's monitoring work as
+    ``drift_metrics`` and ``dummy_metrics`` do it, without and with the segment figures
+    (issue 24), alternating the two on every day so both see the same machine."""
+    import statistics
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    parser = argparse.ArgumentParser(prog="scale.py _segments")
+    parser.add_argument("--days", nargs="+", required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+
+    from mlops_assets import constants as C
+    from mlops_assets.lib.storage.engine import day_timestamp, utcnow
+    from mlops_assets.monitoring import evidently_metrics as drift
+    from mlops_assets.monitoring.daily import day_row
+    from mlops_assets.monitoring.scoring import BundleCache, score_day
+    from mlops_assets.monitoring.segments import segment_rows, segments_html, segments_markdown
+    from mlops_assets.monitoring.store import DailyMetricsStore
+    from mlops_assets.resources import build_resources
+    from mlops_assets.settings import Settings
+    from mlops_core.segments import day_segments
+    from mlops_core.specs import load_specs
+
+    settings = Settings.from_env()
+    (spec,) = [s for s in load_specs(settings.specs_dir) if s.name == SPEC]
+    resources = build_resources(settings)
+    source, registry, db = resources[C.TRIP_SOURCE], resources[C.MODEL_REGISTRY], resources[C.METRICS_DB]
+    version = registry.champion(spec.name)
+    bundles = BundleCache(registry, spec)
+    bundle, reference = bundles.get(version), bundles.reference(version)
+    zones = source.zone_lookup()
+    scored = []
+    for day in args.days:
+        start = pd.Timestamp(day)
+        trips, _, _ = source.trips_for(spec, start, start + pd.Timedelta(days=1))
+        scored.append((day, score_day(spec, trips, bundle, version)))
+    reports = Path(settings.home) / "bench-reports"
+    store = DailyMetricsStore(db)
+
+    def one_day(day: str, frame: pd.DataFrame, with_segments: bool) -> float:
+        started = time.perf_counter()
+        figures, snapshot = drift.compute(frame, reference, bundle.features, spec.drift_method)
+        segments, appendix = None, None
+        if with_segments:
+            rows = segment_rows(
+                day_segments(frame, spec.monitoring.segments, zones, bundle.info.holdout_segments), version
+            )
+            appendix = segments_html(rows, spec.monitoring.segment_min_rows)
+            segments_markdown(rows, min_rows=spec.monitoring.segment_min_rows)
+            stored = json.loads(json.dumps(rows))  # what rides from drift_metrics to dummy_metrics
+            segments = {day_timestamp(day): [{**r, "computed_at": utcnow()} for r in stored]}
+        drift.save_html(snapshot, reports / f"{day}.html", day, appendix)
+        row = day_row(spec, day, version, figures, None, 0.2, "bench", bundle.info.holdout.rmse)
+        store.upsert([row.replace(computed_at=utcnow())], segments=segments)
+        return time.perf_counter() - started
+
+    one_day(*scored[0], True)  # warm-up, not timed
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for repeat in range(args.repeats):
+        for i, (day, frame) in enumerate(scored):
+            order = (False, True) if (i + repeat) % 2 == 0 else (True, False)
+            for with_segments in order:
+                times[with_segments].append(one_day(day, frame, with_segments))
+    segment_only = []
+    for _, frame in scored:
+        started = time.perf_counter()
+        day_segments(frame, spec.monitoring.segments, zones, bundle.info.holdout_segments)
+        segment_only.append(time.perf_counter() - started)
+    out = {
+        "days": len(scored),
+        "repeats": args.repeats,
+        "trips_per_day": round(sum(len(f) for _, f in scored) / len(scored)),
+        "without_s": statistics.median(times[False]),
+        "with_s": statistics.median(times[True]),
+        "day_segments_s": statistics.median(segment_only),
+    }
+    out["ratio"] = out["with_s"] / out["without_s"]
+    print(json.dumps(out))
+    return 0
+
+
+def segments_cost(args, work: Path, data: Path, base: Path, days: list[str]) -> dict:
+    """Part 5 (issue 24): a day's monitoring cost with and without its segment figures."""
+    home = fresh_home(base, work, "segments")
+    out = child_json(["_segments", "--days", *days], bench_env(home, data), timeout=args.timeout)
+    shutil.rmtree(home, ignore_errors=True)
+    print(
+        f"segments at {out['trips_per_day']:,} trips/day ({out['days']} days x {out['repeats']}): "
+        f"a day's monitoring work {out['without_s']:.3f} s without segments, {out['with_s']:.3f} s "
+        f"with them (day_segments alone {out['day_segments_s'] * 1000:.1f} ms): "
+        f"ratio {out['ratio']:.3f} (target <= 1.10)",
+        flush=True,
+    )
+    return out
 
 
 def keys_main() -> int:
@@ -564,6 +671,7 @@ def single_runs(args, work: Path, keys: list[str]) -> dict:
     loop_home = fresh_home(base, work, "loop")
     loop = child_json(["_loop", *loop_args], bench_env(loop_home, data), timeout=args.timeout)
     shutil.rmtree(loop_home, ignore_errors=True)
+    segments = segments_cost(args, work, data, base, short_days)
     marginal = (long["wall_s"] - short["wall_s"]) / (long["days"] - short["days"])
     return {
         "trips_per_day": args.trips_per_day,
@@ -574,6 +682,7 @@ def single_runs(args, work: Path, keys: list[str]) -> dict:
         "cost_ratio_sample": marginal / loop["sample"]["per_day_s"],
         "cost_ratio_model": marginal / loop["model"]["per_day_s"],
         "memory_ratio": long["peak_rss_bytes"] / short["peak_rss_bytes"],
+        "segments": segments,
     }
 
 
@@ -599,6 +708,8 @@ def main() -> int:
         return loop_main(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "_keys":
         return keys_main()
+    if len(sys.argv) > 1 and sys.argv[1] == "_segments":
+        return segments_main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trips-per-day", type=int, default=100_000, help="volume of the single runs")
     parser.add_argument("--train-month", default="2022-01")
@@ -614,6 +725,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds, for each run or backfill")
     parser.add_argument("--work-dir", help="keep data and logs here (reused); default: a temporary folder")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--segments-only",
+        action="store_true",
+        help="only part 5: a day's monitoring cost with and without segments (--short-days days)",
+    )
     args = parser.parse_args()
     if args.long_days <= args.short_days:
         parser.error("--long-days must be more than --short-days")
@@ -624,6 +740,18 @@ def main() -> int:
     finished = False
     try:
         out: dict = {"train_month": args.train_month}
+        if args.segments_only:
+            days = days_from(args.first_day, args.short_days)
+            print(f"data at {args.trips_per_day:,} trips a day ...", flush=True)
+            data = generate(
+                work / f"data-{args.trips_per_day}", [args.train_month, *months_of(days)], args.trips_per_day
+            )
+            base = train_home(work, data, args.train_month, args.timeout)
+            out["segments"] = segments_cost(args, work, data, base, days)
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=2))
+            finished = True
+            return 0
         keys = monitoring_keys(bench_env(work / "keys", work))
         print(f"the monitoring job's assets: {', '.join(keys)}", flush=True)
         if not args.skip_single:

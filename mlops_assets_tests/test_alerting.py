@@ -150,8 +150,13 @@ def tick(defs, instance, cursor=None):
         return sensor(context)
 
 
+def plain_text(msg) -> str:
+    """The text/plain part (incident emails are multipart/alternative: text, then HTML)."""
+    return msg.get_body(preferencelist=("plain",)).get_content()
+
+
 def bodies(inbox: Inbox) -> list[str]:
-    return [m.get_content() for m in inbox.messages]
+    return [plain_text(m) for m in inbox.messages]
 
 
 def test_breach_line_is_the_original_format():
@@ -182,8 +187,11 @@ def test_sensor_waits_for_data_after_the_change_then_requests_once_and_advances_
 
     (eml,) = (isolated_env / "outbox").glob("*.eml")  # no smtp_host: the outbox
     msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
-    assert msg["Subject"] == "[mlops_assets] green_taxi_duration: prediction drift 0.3100 > 0.20 (2 breaches)"
-    body = msg.get_content()
+    # one incident (2022-02-02 .. 2022-02-04): one email announcing it, both days listed
+    assert msg["Subject"] == (
+        "[FIRING] green_taxi_duration: prediction_drift > 0.20 opened 2022-02-02 (worst 0.3100)"
+    )
+    body = plain_text(msg)
     assert "Model: green_taxi_duration" in body
     lines = [line for line in body.splitlines() if line.startswith("Threshold breach")]
     assert lines == [
@@ -243,7 +251,7 @@ def test_each_breach_is_emailed_exactly_once_over_real_smtp(settings, smtp_port)
     with SmtpServer(smtp_port) as inbox:
         put_rows(db, {f"2022-01-{d:02d}": 0.30 + d / 1000 for d in range(1, 31)})  # a month of breaches
         cursor = tick(defs, instance).cursor
-        assert len(inbox.messages) == 1  # thirty breaches, one email
+        assert len(inbox.messages) == 1  # thirty breaches, one incident, one email
         msg = inbox.messages[0]
         assert msg["To"] == "oncall@example.com, ml@example.com"
         assert msg["From"] == "mlops@example.com"
@@ -257,16 +265,22 @@ def test_each_breach_is_emailed_exactly_once_over_real_smtp(settings, smtp_port)
         cursor = tick(defs, instance, cursor).cursor
         assert len(inbox.messages) == 1
 
-        # A new breach is its own email, with only its own line.
+        # A new breach inside the open incident (one quiet day does not end it) is in the
+        # reminder once repeat_every_days (7) monitored days have passed, with only its own line.
         time.sleep(0.01)
         put_rows(db, {"2022-02-01": 0.05, "2022-02-02": 0.44})
+        cursor = tick(defs, instance, cursor).cursor
+        assert len(inbox.messages) == 1
+        time.sleep(0.01)
+        put_rows(db, {f"2022-02-{d:02d}": 0.30 for d in range(3, 8)})
         tick(defs, instance, cursor)
         assert len(inbox.messages) == 2
-        assert [x for x in bodies(inbox)[1].splitlines() if x.startswith("Threshold")] == [
+        assert inbox.messages[1]["Subject"].startswith("[REMINDER] green_taxi_duration: prediction_drift")
+        assert next(x for x in bodies(inbox)[1].splitlines() if x.startswith("Threshold")) == (
             "Threshold breach (>0.20): 2022-02-02 00:00 — 0.4400"
-        ]
+        )
     assert {a["status"] for a in AlertStore(db).all(SPEC.name)} == {"sent"}
-    assert len(AlertStore(db).all(SPEC.name)) == 31
+    assert len(AlertStore(db).all(SPEC.name)) == 36
 
 
 def header_lines(raw: bytes, name: bytes) -> list[bytes]:
@@ -280,8 +294,8 @@ def header_lines(raw: bytes, name: bytes) -> list[bytes]:
 
 
 def test_the_subject_is_one_line_over_smtp_and_in_the_outbox(settings, smtp_port):
-    """A month of breaches gives a Subject of ~85 characters: the email module's default
-    policy folds it at 78 onto a second line; it must arrive, and be written, as one line."""
+    """An incident's Subject is ~88 characters: the email module's default policy folds it at
+    78 onto a second line; it must arrive, and be written, as one line."""
     db = R.metrics_db(settings)
     put_rows(db, {f"2022-01-{d:02d}": 0.30 + d / 1000 for d in range(1, 31)})
     with SmtpServer(smtp_port) as inbox:
@@ -290,7 +304,9 @@ def test_the_subject_is_one_line_over_smtp_and_in_the_outbox(settings, smtp_port
             dg.DagsterInstance.ephemeral(),
         )
     (raw,) = inbox.raw
-    expected = b"Subject: [mlops_assets] green_taxi_duration: prediction drift 0.3300 > 0.20 (30 breaches)"
+    expected = (
+        b"Subject: [FIRING] green_taxi_duration: prediction_drift > 0.20 opened 2022-01-01 (worst 0.3300)"
+    )
     assert len(expected) > 78
     assert header_lines(raw, b"Subject") == [expected]
 

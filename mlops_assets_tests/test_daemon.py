@@ -24,6 +24,7 @@ from mlops_assets.definitions import build_defs
 from mlops_assets.training.retrain_asset import RETRAIN_TAG, TRIGGER_RULE_TAG, TRIGGER_VALUE_TAG
 from mlops_assets_tests.helpers import default_spec
 from mlops_assets_tests.test_alerting import SmtpServer, put_rows
+from mlops_core.specs import PACKAGED_SPECS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,9 +34,17 @@ SPEC = default_spec()
 @pytest.mark.e2e
 def test_daemon_tick_emails_once_and_runs_the_retrain(home, settings, resources, tmp_path):
     port = free_port()
+    # The packaged spec with its retrain rules at once (the trailing window of the breach day):
+    # the retraining policy's wait for data after the change is test_retraining_policy.py's.
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    packaged = (PACKAGED_SPECS_DIR / "green_taxi_duration.yaml").read_text()
+    assert packaged.count("retrain: true") == 2
+    (specs / "green_taxi_duration.yaml").write_text(packaged.replace("retrain: true", "retrain: at_once"))
     # The environment of the processes started below (the code location reads it there).
     env = {
         **os.environ,
+        "MODEL_SPECS_DIR": str(specs),
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(port),
         "ALERT_EMAIL_TO": "oncall@example.com",
@@ -99,9 +108,10 @@ def test_daemon_tick_emails_once_and_runs_the_retrain(home, settings, resources,
         log = (tmp_path / "daemon.log").read_text(errors="replace")
         assert run.status == dg.DagsterRunStatus.SUCCESS, log[-4000:]
         assert len(inbox.messages) == 1
-        body = inbox.messages[0].get_payload(decode=True).decode()
+        body = inbox.messages[0].get_body(preferencelist=("plain",)).get_content()
         lines = [line for line in body.splitlines() if line.startswith("Threshold breach")]
-        assert len(lines) == 8  # every rule's breaches in the one email, each once
+        assert len(lines) == 8  # both rules' incidents in the one email, every breach day once
+        assert inbox.messages[0]["Subject"].startswith("[FIRING] green_taxi_duration: ")
         assert "Threshold breach (>0.20): 2022-02-07 00:00 — 0.2570" in lines
         assert "Threshold breach rmse_ratio (>1.50): 2022-02-07 00:00 — 1.6100" in lines
         assert len(instance.get_runs(filters=dg.RunsFilter(tags={RETRAIN_TAG: SPEC.name}))) == 1

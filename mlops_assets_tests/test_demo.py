@@ -12,6 +12,8 @@ throughout: the demo's own Dagster instance, SQLite metrics DB, MLflow store and
 temporary MLOPS_HOME.
 """
 
+import email
+import email.policy
 import os
 import re
 import statistics
@@ -24,7 +26,7 @@ import dagster as dg
 import pytest
 
 from mlops_assets import constants as C
-from mlops_assets.alerting.store import AlertStore
+from mlops_assets.alerting.store import AlertStore, IncidentStore
 from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.training.store import TimelineStore
@@ -74,6 +76,9 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
         line for line in lines if not line.startswith("[synthetic]")
     ][:5]
     assert "storm 2021-02-01 .. 2021-02-02; new district 2021-03-08 on" in proc.stdout
+    # Where: the story names the new district (the generator's area East) on the alert days.
+    assert "Where the model is wrong on alert days" in proc.stdout
+    assert "drop-off borough East: " in proc.stdout
 
     db = MetricsDB(url=f"sqlite:///{home / 'metrics.db'}")
     rows = {r["timestamp"].date(): r for r in [r.as_dict() for r in DailyMetricsStore(db).rows(SPEC.name)]}
@@ -89,13 +94,33 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
     assert statistics.median(r["rmse_ratio"] for r in quiet) < 1.2
     assert all(a["timestamp"] >= datetime(2021, 3, 8) for a in alerts)
 
-    # The new district: both rules breach, every breach in one email.
+    # The new district: both rules breach, one incident each, every breach day in one email
+    # ([FIRING]); both resolve with v2's promotion, told in one more ([RESOLVED]).
     by_rule = {rule: [a for a in alerts if a["rule"] == rule] for rule in ("prediction_drift", "rmse_ratio")}
     assert by_rule["prediction_drift"][0]["timestamp"] == datetime(2021, 3, 8)
     assert by_rule["rmse_ratio"], "the quality rule never fired on the new district"
     assert {a["status"] for a in alerts} == {"sent"}
     assert len({a["message_id"] for a in alerts}) == 1
-    assert len(list((home / "outbox").glob("*.eml"))) == 1
+    subjects = [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Subject"]
+        for p in sorted((home / "outbox").glob("*.eml"))
+    ]
+    drift_worst = max(a["value"] for a in by_rule["prediction_drift"])
+    quality_worst = max(a["value"] for a in by_rule["rmse_ratio"])
+    quality_opened = by_rule["rmse_ratio"][0]["timestamp"].date()
+    assert subjects == [
+        f"[FIRING] green_taxi_duration: prediction_drift > 0.20 opened 2021-03-08 (worst {drift_worst:.4f}); "
+        f"rmse_ratio > 1.50 opened {quality_opened} (worst {quality_worst:.4f})",
+        "[RESOLVED] green_taxi_duration: prediction_drift > 0.20 resolved 2021-04-01 after 25 day(s) "
+        f"(worst {drift_worst:.4f}); rmse_ratio > 1.50 resolved 2021-04-01 after "
+        f"{(date(2021, 4, 1) - quality_opened).days + 1} day(s) (worst {quality_worst:.4f})",
+    ]
+    incidents = IncidentStore(db).all(SPEC.name)
+    assert [(i["rule"], i["status"], i["resolved_day"], i["emails_sent"]) for i in incidents] == [
+        ("prediction_drift", "resolved", date(2021, 4, 1), 2),
+        ("rmse_ratio", "resolved", date(2021, 4, 1), 2),
+    ]
+    assert "v2 promoted, in effect from 2021-04-01, with no breach since" in proc.stdout
 
     # One retrain, promoted, beating the mean; then recovery under it.
     timeline = TimelineStore(db).entries(SPEC.name)
@@ -134,7 +159,9 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
     ]
     (retrain,) = [r for r in runs if r.job_name == C.RETRAIN_JOB]
     assert retrain.tags["dagster/sensor_name"] == "drift_alert_sensor__green_taxi_duration"
-    assert retrain.tags["dagster/run_key"] == "retrain:green_taxi_duration:2021-03-31"
+    # the episode since 2021-03-08, its first attempt, on the window ending 2021-03-31 (21 and
+    # more days after the change: retraining.days_after_change)
+    assert retrain.tags["dagster/run_key"] == "retrain:green_taxi_duration:2021-03-08:1"
     assert retrain.tags["dagster/partition"] == "2021-03-31"
     assert retrain.tags["mlops/trigger_rule"] == "prediction_drift > 0.20"
     assert not any("dagster/sensor_name" in r.tags for r in runs if r is not retrain)
@@ -144,7 +171,7 @@ def test_the_offline_demo_tells_the_whole_story(tmp_path, report_figure):
         "offline demo: storm rmse_ratio "
         + "/".join(f"{r['rmse_ratio']:.2f} on {r['n_rows']} trips" for r in storm)
         + f" (no alert); {len(by_rule['prediction_drift'])} drift + {len(by_rule['rmse_ratio'])} quality "
-        f"breaches in 1 email; v2 {float(tags['candidate_rmse']):.3f} vs mean "
+        f"breaches in 1 [FIRING] email, 1 [RESOLVED]; v2 {float(tags['candidate_rmse']):.3f} vs mean "
         f"{float(tags['mean_baseline_rmse']):.3f}; 2022-01 drift median "
         f"{statistics.median(r['prediction_drift'] for r in january):.3f}"
     )

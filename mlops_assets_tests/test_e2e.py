@@ -253,7 +253,7 @@ def test_backfill_alert_retrain_promote_and_serve(stack):
     started = stack.graphql(START_SENSOR, {"selector": selector})["startSensor"]
     assert started["__typename"] == "Sensor" and started["sensorState"]["status"] == "RUNNING", started
     wait_for(lambda: stack.inbox.messages, timeout=150, interval=1, what="the alert email")
-    body = stack.inbox.messages[0].get_content()
+    body = stack.inbox.messages[0].get_body(preferencelist=("plain",)).get_content()
     lines = [line for line in body.splitlines() if line.startswith("Threshold breach (>0.20): 2022-02-")]
     assert len(lines) == len(breaches)
 

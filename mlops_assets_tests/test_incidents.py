@@ -18,9 +18,8 @@ from alembic import command
 
 from mlops_assets import resources as R
 from mlops_assets.alerting import incident_flow
-from mlops_assets.alerting.incident_store import IncidentStore
 from mlops_assets.alerting.incidents import Change, advance, due
-from mlops_assets.alerting.store import AlertStore
+from mlops_assets.alerting.store import AlertStore, IncidentStore
 from mlops_assets.definitions import build_defs
 from mlops_assets.lib.storage import migrate as MIG
 from mlops_assets.lib.storage.engine import MetricsDB
@@ -202,8 +201,8 @@ def test_open_remind_resolve_day_by_day_across_restarts_and_an_smtp_outage(on_po
 def test_two_rules_at_once_are_one_email_with_context_html_and_the_incidents_chart(on_postgres, smtp_port):
     spec = spec_with_rules(
         [
-            {"metric": "prediction_drift", "threshold": 0.2, "retrain": True},
-            {"metric": "rmse_ratio", "threshold": 1.5},
+            {"metric": "prediction_drift", "op": ">", "threshold": 0.2, "retrain": True},
+            {"metric": "rmse_ratio", "op": ">", "threshold": 1.5},
         ]
     )
     settings = dataclasses.replace(
@@ -291,7 +290,10 @@ def test_existing_alerts_migrate_into_incidents_without_anything_sent_again(
                 },
             )
     changes = MIG.migrate(engine)
-    assert [c.split(":")[0] for c in changes] == ["applied revision 0003_incidents"]
+    assert [c.split(":")[0] for c in changes] == [
+        "applied revision 0003_incidents",
+        "applied revision 0004_segment_metrics",
+    ]
     store = IncidentStore(db)
     # 2-4 (quiet 5-7), 15-16 (quiet 17-19), 20: three episodes
     spans = [

@@ -273,7 +273,11 @@ def outbox(home) -> list[email.message.EmailMessage]:
 
 
 def breach_lines(msg) -> list[str]:
-    return [line for line in msg.get_content().splitlines() if line.startswith("Threshold breach")]
+    return [line for line in plain(msg).splitlines() if line.startswith("Threshold breach")]
+
+
+def plain(msg) -> str:
+    return msg.get_body(preferencelist=("plain",)).get_content()
 
 
 QUALITY_2_DAYS = {
@@ -311,7 +315,9 @@ def test_for_days_a_spike_is_no_breach_two_days_are_one_once(isolated_env, setti
     assert (alert["rule"], alert["timestamp"], alert["value"]) == ("rmse_ratio", datetime(2022, 2, 4), 1.312)
     (msg,) = outbox(isolated_env)
     assert breach_lines(msg) == ["Threshold breach rmse_ratio (>1.20): 2022-02-04 00:00 — 1.3120"]
-    assert msg["Subject"] == "[mlops_assets] green_taxi_duration: rmse_ratio 1.3120 > 1.20 (1 breach)"
+    assert (
+        msg["Subject"] == "[FIRING] green_taxi_duration: rmse_ratio > 1.20 opened 2022-02-04 (worst 1.3120)"
+    )
     (request,) = second.run_requests  # a quality-only breach requests a retrain
     assert request.partition_key == "2022-02-04"
     assert request.tags[TRIGGER_RULE_TAG] == "rmse_ratio > 1.20"
@@ -358,21 +364,24 @@ def test_one_email_lists_every_rules_breaches_and_retrain_follows_the_flag(isola
     (msg,) = outbox(isolated_env)
     assert breach_lines(msg) == ["Threshold breach (>0.20): 2022-02-18 00:00 — 0.2341"]
 
-    # Both rules on the next day: one email with a line per rule, and a retrain for quality.
+    # Both rules on the next day: the drift incident goes on (announced already: no email for
+    # it), the quality rule's opens (one email), and a retrain for quality.
     put(db, {"2022-02-19": {"prediction_drift": 0.2341, "rmse_ratio": 1.312}})
     second = tick(spec, resources, instance, first.cursor)
     msgs = outbox(isolated_env)
     assert len(msgs) == 2
-    assert breach_lines(msgs[1]) == [
-        "Threshold breach (>0.20): 2022-02-19 00:00 — 0.2341",
-        "Threshold breach rmse_ratio (>1.20): 2022-02-19 00:00 — 1.3120",
-    ]
+    assert breach_lines(msgs[1]) == ["Threshold breach rmse_ratio (>1.20): 2022-02-19 00:00 — 1.3120"]
     assert msgs[1]["Subject"] == (
-        "[mlops_assets] green_taxi_duration: prediction drift 0.2341 > 0.20, rmse_ratio 1.3120 > 1.20 "
-        "(2 breaches)"
+        "[FIRING] green_taxi_duration: rmse_ratio > 1.20 opened 2022-02-19 (worst 1.3120)"
     )
-    body = msgs[1].get_content()
-    assert "rmse_ratio > 1.20 (days with >= 500 trips) (requests a retrain at once)" in body
+    assert [(a["rule"], a["timestamp"].day) for a in AlertStore(db).all(SPEC.name)] == [
+        ("prediction_drift", 18),
+        ("prediction_drift", 19),
+        ("rmse_ratio", 19),
+    ]
+    body = plain(msgs[1])
+    assert "[FIRING] rmse_ratio > 1.20 (days with >= 500 trips): the day's RMSE over the holdout" in body
+    assert "Retrain now: requested a retrain for 2022-02-19 (rmse_ratio > 1.20: 1.3120, at once)" in body
     (request,) = second.run_requests
     assert request.tags[TRIGGER_RULE_TAG] == "rmse_ratio > 1.20" and request.tags[RETRAIN_TAG] == SPEC.name
 
@@ -454,5 +463,9 @@ def test_breaches_alerted_before_rules_are_not_alerted_again(isolated_env, setti
     )
     put(db, {"2022-02-02": {"prediction_drift": 0.31}, "2022-02-03": {"prediction_drift": 0.44}})
     tick(SPEC, R.build_resources(pg), dg.DagsterInstance.ephemeral())
-    (msg,) = outbox(isolated_env)
-    assert breach_lines(msg) == ["Threshold breach (>0.20): 2022-02-03 00:00 — 0.4400"]
+    # 02-03 continues the incident the old alert of 02-02 became (announced then): no email
+    # until its reminder lists it (pending till then), and 02-02 is never alerted again
+    assert outbox(isolated_env) == []
+    alerts = AlertStore(db).all(SPEC.name)
+    assert [(a["timestamp"].day, a["status"]) for a in alerts] == [(2, "sent"), (3, "pending")]
+    assert len({a["incident_id"] for a in alerts}) == 1

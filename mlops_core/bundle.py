@@ -88,6 +88,9 @@ class ModelInfo:
     # The model's input columns (one-hot categories and numbers, the vectorizer's vocabulary);
     # None in models trained before it was recorded.
     n_columns: int | None = None
+    # The model's RMSE per segment of its holdout (mlops_core.segments.holdout_segments), which
+    # monitoring compares each day's segments with; None in models trained before it was stored.
+    holdout_segments: dict | None = None
 
     def to_json(self) -> str:
         raw = asdict(self)

@@ -10,6 +10,7 @@ code location and the prediction service.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import re
 from datetime import date
@@ -222,6 +223,69 @@ class AlertRule(_Strict):
         return f"{self.label()}{days}{rows}"
 
 
+# Segments: where on the map, when in the day and how far, the daily error is computed by
+# (mlops_core/segments.py, table segment_metrics). Boroughs come from the zone lookup (the
+# TLC's taxi_zone_lookup.csv; unknown IDs are "Unknown"); hour and distance bands from bounds.
+SEGMENT_DIMENSIONS = ("pickup_borough", "dropoff_borough", "hour_band", "distance_band")
+# hour_band: four hour bounds cut the day into these five bands, in this order.
+HOUR_BANDS = ("night", "morning rush", "midday", "evening rush", "evening")
+DEFAULT_HOUR_BOUNDS = (6.0, 10.0, 16.0, 20.0)
+# distance_band: miles; n bounds give n + 1 bands.
+DEFAULT_DISTANCE_BOUNDS = (1.0, 3.0, 7.0, 15.0)
+# A segment with fewer trips than this on a day is recorded but never named in an alert.
+DEFAULT_SEGMENT_MIN_ROWS = 50
+
+
+class Segment(_Strict):
+    """One segment dimension: a name from SEGMENT_DIMENSIONS, or a mapping with its bounds
+    (``{dimension: distance_band, bounds: [2, 5, 10]}``)."""
+
+    dimension: Literal[SEGMENT_DIMENSIONS]  # type: ignore[valid-type]
+    bounds: tuple[float, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, raw):
+        raw = {"dimension": raw} if isinstance(raw, str) else raw
+        if isinstance(raw, dict) and raw.get("bounds") is None:
+            default = {"hour_band": DEFAULT_HOUR_BOUNDS, "distance_band": DEFAULT_DISTANCE_BOUNDS}
+            if raw.get("dimension") in default:
+                raw = {**raw, "bounds": default[raw["dimension"]]}
+        return raw
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Segment:
+        if self.dimension.endswith("_borough"):
+            if self.bounds is not None:
+                raise ValueError(f"{self.dimension} comes from the zone lookup and takes no bounds")
+            return self
+        bounds = self.bounds
+        if any(later <= earlier for earlier, later in itertools.pairwise(bounds)):
+            raise ValueError(f"{self.dimension} bounds must increase strictly, got {list(bounds)}")
+        if self.dimension == "hour_band":
+            if len(bounds) != len(HOUR_BANDS) - 1:
+                raise ValueError(
+                    f"hour_band needs {len(HOUR_BANDS) - 1} bounds (the hours where "
+                    f"{', '.join(HOUR_BANDS[1:])} begin), got {len(bounds)}: {list(bounds)}"
+                )
+            if bounds[0] <= 0 or bounds[-1] >= 24:
+                raise ValueError(f"hour_band bounds must lie strictly between 0 and 24, got {list(bounds)}")
+        else:
+            if not bounds:
+                raise ValueError("distance_band needs at least one bound (miles)")
+            if bounds[0] <= 0:
+                raise ValueError(f"distance_band bounds are miles above 0, got {list(bounds)}")
+        return self
+
+    def key(self) -> dict:
+        """What identifies the dimension's segments (a holdout's per-segment figures are used
+        only for the same dimension with the same bounds)."""
+        return {"dimension": self.dimension, "bounds": None if self.bounds is None else list(self.bounds)}
+
+
+DEFAULT_SEGMENTS = tuple(Segment(dimension=d) for d in SEGMENT_DIMENSIONS)
+
+
 class Monitoring(_Strict):
     # Filled in by ``load_spec`` from the default threshold (DRIFT_THRESHOLD) when the file
     # does not say; a spec built in code gets 0.20.
@@ -240,6 +304,10 @@ class Monitoring(_Strict):
     # run. Filled in by ``load_spec`` from MONITORING_BACKFILL_DAYS_PER_RUN when the file does
     # not name it (an explicit ``null`` keeps one run whatever the deployment says).
     backfill_days_per_run: int | None = Field(None, ge=1, strict=True)
+    # The segments the day's error is broken down by (default: all four dimensions), and the
+    # trips a segment needs on a day to be named in an alert.
+    segments: tuple[Segment, ...] = DEFAULT_SEGMENTS
+    segment_min_rows: int = Field(DEFAULT_SEGMENT_MIN_ROWS, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -286,6 +354,14 @@ class Monitoring(_Strict):
                     "give one of them a distinct name"
                 )
             seen[rule.id] = i
+        dimensions: dict[str, int] = {}
+        for i, segment in enumerate(self.segments):
+            if segment.dimension in dimensions:
+                raise ValueError(
+                    f"segments[{i}]: dimension {segment.dimension!r} is already segments"
+                    f"[{dimensions[segment.dimension]}]; name each dimension once"
+                )
+            dimensions[segment.dimension] = i
         return self
 
     def drift_rule(self) -> AlertRule | None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 from datetime import date
 
 from mlops_assets.alerting import incident_messages as M
-from mlops_assets.alerting.incident_store import IncidentStore
 from mlops_assets.alerting.incidents import advance, changes_of, due
+from mlops_assets.alerting.store import IncidentStore
 from mlops_assets.lib.links import Links
 from mlops_assets.lib.mailer import Mailer, MailError
 from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring import history_chart
+from mlops_assets.monitoring.segments import top_segments_lines
 from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.training.store import DecisionStore, TimelineStore
 from mlops_core.specs import AlertRule, ModelSpec
@@ -65,6 +66,13 @@ def update(spec: ModelSpec, db: MetricsDB, log, notes: list[str]) -> date | None
     return rows[-1].timestamp.date()
 
 
+def where_of(spec: ModelSpec, db: MetricsDB, alerts: list[dict]) -> dict[date, list[str]]:
+    """Per breach day, the segments that explain most of its excess error (segment_metrics)."""
+    days = {a["timestamp"].date() for a in alerts}
+    min_rows = spec.monitoring.segment_min_rows
+    return {d: top_segments_lines(db, spec.name, d, min_rows=min_rows) for d in sorted(days)}
+
+
 def incident_chart(history: history_chart.History, inc: dict, latest: date) -> bytes:
     return history_chart.draw(history_chart.cut(history, inc["opened_day"], inc["resolved_day"] or latest))
 
@@ -107,6 +115,7 @@ def send(
                 decisions=decisions,
                 note=retrain_note,
                 links=links,
+                where=where_of(spec, db, pending),
             )
         )
         cid = f"incident-{inc['id']}"

@@ -14,8 +14,8 @@ from __future__ import annotations
 import html
 from datetime import date
 
-from mlops_assets.alerting.incident_store import FIRING, REMINDER, RESOLVED
 from mlops_assets.alerting.messages import breach_line
+from mlops_assets.alerting.store import FIRING, REMINDER, RESOLVED
 from mlops_assets.keys import drift_key
 from mlops_assets.lib.links import Links
 from mlops_core.daily_metrics import PREDICTION_DRIFT, DailyMetrics, describe
@@ -132,6 +132,7 @@ def section(
     decisions: list[dict],
     note: str | None,
     links: Links,
+    where: dict[date, list[str]] | None = None,
 ) -> list[str]:
     rule = next((r for r in spec.monitoring.rules if r.id == inc["rule"]), None)
     header = rule.describe() if rule is not None else rule_name(inc)
@@ -148,6 +149,8 @@ def section(
         lines.append(f"    {figures(row)}")
         if alert["metric"] == PREDICTION_DRIFT or (row is not None and row.drifted_columns):
             lines.append(f"    {drifted(row)}")
+        if where and where.get(day):  # the segments that explain the day's excess error
+            lines += ["    Where:", *(f"      {line}" for line in where[day])]
         lines += [f"    {link}" for link in day_links(spec, day, alert.get("model_version"), links)]
     retrains = bool(rule.retrain) if rule is not None else False
     lines += [f"  {line}" for line in retrain_lines(inc, decisions, note, retrains)]

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from mlops_assets.alerting.incident_store import FIRING, OPEN, REMINDER, RESOLVED
+from mlops_assets.alerting.store import FIRING, OPEN, REMINDER, RESOLVED
 from mlops_core.specs import AlertRule
 
 

@@ -33,8 +33,9 @@ import pyarrow.parquet as pq
 import requests
 from pydantic import PrivateAttr
 
-from mlops_assets.data.synthetic import CALENDAR, Scenario, generate_month, scenarios_in
+from mlops_assets.data.synthetic import CALENDAR, Scenario, generate_month, scenarios_in, zone_lookup
 from mlops_core import schema
+from mlops_core.segments import ZoneLookup, source_columns, tlc_zones
 from mlops_core.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,13 @@ class TripSource(dg.ConfigurableResource):
             self.base_url, Path(self.cache_dir), self.timeout_seconds, self.retries, self.backoff_seconds
         )
 
+    def zone_lookup(self) -> ZoneLookup:
+        """Zone ID -> borough for this source's trips: the TLC's lookup, or the synthetic
+        generator's own (its areas) for synthetic trips."""
+        if self.kind == "synthetic":
+            return zone_lookup(self.synthetic_seed)
+        return tlc_zones()
+
     def describe(self) -> str:
         files = self.files()
         if isinstance(files, LocalFolder):
@@ -323,8 +331,13 @@ class TripSource(dg.ConfigurableResource):
 
     @staticmethod
     def _required(spec: ModelSpec) -> set[str]:
-        """The columns a spec needs from a file: its features and filtered columns."""
-        return {*spec.feature_columns, *(c for c in spec.filters if c != schema.DURATION)}
+        """The columns a spec needs from a file: its features, filtered columns and the columns
+        its segments are derived from."""
+        return {
+            *spec.feature_columns,
+            *(c for c in spec.filters if c != schema.DURATION),
+            *(c for c in source_columns(spec.monitoring.segments) if c != schema.PICKUP),
+        }
 
 
 def _outside(pickup: pa.ChunkedArray, first: pd.Timestamp, last: pd.Timestamp):

@@ -42,6 +42,12 @@ synthetic trip source (``TRIP_SOURCE=synthetic``, ``make demo`` offline) unless
   drift well above 0.20) and its error grows (the core is slower than it learnt); a model
   retrained on the last 28 days learns the new pattern.
 
+**Its own zone lookup.** ``zone_lookup(seed)`` maps each synthetic zone ID to its area
+(``Core``, ``Inner``, ``East``, ``West``) the way the TLC's ``taxi_zone_lookup.csv`` maps real
+zones to boroughs; the synthetic trip source hands it to monitoring and training in place of
+the TLC's, so the new district is a segment (drop-off borough ``East``) that the daily
+segment figures must find.
+
 Every other day is quiet: the same city, with a slow seasonal wobble in trip lengths.
 """
 
@@ -54,6 +60,8 @@ from datetime import date
 
 import numpy as np
 import pyarrow as pa
+
+from mlops_core.segments import ZoneLookup
 
 N_ZONES = 265
 NEAR_ZONES = 12  # a "near" drop-off is one of the pickup zone's 12 nearest zones
@@ -179,6 +187,15 @@ def build_city(seed: int) -> City:
     gaps = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
     near = np.argsort(gaps, axis=1, kind="stable")[:, :NEAR_ZONES]
     return City(xy=xy, extent=extent, area=area, popularity=popularity, near=near)
+
+
+def zone_lookup(seed: int) -> ZoneLookup:
+    """The seed's zone ID -> area (title case), a lookup used as the TLC's zone -> borough one."""
+    city = build_city(seed)
+    return ZoneLookup(
+        f"synthetic(seed={seed})",
+        {zone + 1: AREAS[area].title() for zone, area in enumerate(city.area.tolist())},
+    )
 
 
 @dataclass(frozen=True)

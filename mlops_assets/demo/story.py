@@ -7,8 +7,9 @@ import os
 
 from mlops_assets import constants as C
 from mlops_assets import resources as R
-from mlops_assets.alerting.store import AlertStore
+from mlops_assets.alerting.store import AlertStore, IncidentStore
 from mlops_assets.demo.output import fired, say, table
+from mlops_assets.monitoring.segments import top_segments_lines
 from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.settings import Settings
 from mlops_assets.training.store import TimelineStore
@@ -77,6 +78,7 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
         )
     )
     say()
+    print_where(spec, db, sorted(by_day))
     sent = [a for a in all_alerts if a["status"] == "sent"]
     per_rule = ", ".join(
         f"{r.id} {sum(a['rule'] == r.id for a in all_alerts)}" for r in spec.monitoring.rules
@@ -86,6 +88,15 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
         f"{len({a['message_id'] for a in sent})} email(s); retrains: {len(retrains)}, promoted: "
         f"{sum(r['decision'] == 'promoted' for r in retrains)}"
     )
+    incidents = IncidentStore(db).all(spec.name)
+    if incidents:
+        say()
+        say(
+            "Incidents (a rule's breach episode: one email when it opens, a reminder while it "
+            "lasts, one when it resolves)"
+        )
+        say(table([incident_row(i) for i in incidents]))
+        say()
     outbox = settings.home / "outbox"
     if outbox.is_dir():
         say(f"Outbox         {outbox} ({len(list(outbox.glob('*.eml')))} .eml file(s))")
@@ -98,3 +109,30 @@ def print_story(spec: ModelSpec, settings: Settings, retrains: list[dict]) -> No
     say(
         f"               drift over time: asset {spec.name}/{C.MONITORING_HISTORY}, its chart in the metadata"
     )
+
+
+def incident_row(inc: dict) -> dict:
+    return {
+        "#": inc["id"],
+        "rule": inc["rule"],
+        "opened": str(inc["opened_day"]),
+        "last breach": str(inc["last_breach_day"]),
+        "breach days": inc["breach_days"],
+        "worst": f"{inc['worst_value']:.4f} on {inc['worst_day']}",
+        "state": inc["status"] if inc["resolved_day"] is None else f"resolved {inc['resolved_day']}",
+        "resolved by": inc["resolved_by"] or "",
+        "emails": inc["emails_sent"],
+    }
+
+
+def print_where(spec: ModelSpec, db, alert_days: list) -> None:
+    """Per alert day, the segments that explain most of its excess error (segment_metrics)."""
+    if not alert_days:
+        return
+    say("Where the model is wrong on alert days (top segments by share of the excess error)")
+    for day in alert_days:
+        lines = top_segments_lines(db, spec.name, day, min_rows=spec.monitoring.segment_min_rows)
+        say(f"  {day.date()}:" + ("" if lines else " no segment with excess error"))
+        for line in lines:
+            say(f"    {line}")
+    say()

@@ -14,10 +14,13 @@ The decorated functions are thin: scoring is ``scoring.py``, the Evidently figur
 the table ``store.py``.
 """
 
+import json
+
 import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
+from mlops_assets.data.sources import TripSource
 from mlops_assets.keys import drift_key, dummy_metrics_key, model_key, predictions_key, trips_key
 from mlops_assets.lib.io import DayFrames, DayStream
 from mlops_assets.lib.storage.engine import MetricsDB, utcnow
@@ -39,11 +42,16 @@ from mlops_assets.monitoring.scoring import (
     shadows_in_effect,
     versions_in_effect,
 )
+from mlops_assets.monitoring.segments import segment_rows, segments_html, segments_markdown
 from mlops_assets.monitoring.store import DailyMetricsStore
 from mlops_assets.partitions import daily_backfill_policy, daily_partitions
 from mlops_assets.training.registry_resource import ModelRegistry
 from mlops_core.daily_metrics import DailyMetrics
+from mlops_core.segments import day_segments
 from mlops_core.specs import ModelSpec
+
+# The drift_metrics frame's column carrying the day's segment rows (JSON) to dummy_metrics.
+SEGMENTS = "segments_json"
 
 
 def common_args(spec: ModelSpec) -> dict:
@@ -119,7 +127,10 @@ def build_daily_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "and the model's quality from the actual durations: `rmse`, `mae`, `mean_error` "
             "(prediction minus actual, minutes) and `rmse_ratio` (the day's RMSE over the model's "
             "holdout RMSE). The HTML report is saved under MLOPS_HOME/reports. A day without "
-            "trips has no metrics (null), never 0."
+            "trips has no metrics (null), never 0. Also the day's error per segment "
+            "(`monitoring.segments`: boroughs, hour and distance bands), written to table "
+            "`segment_metrics` by `dummy_metrics`, shown in the report and, worst first, in the "
+            "partition's metadata."
         ),
         check_specs=check_specs(spec, key),
         **common_args(spec),
@@ -130,8 +141,11 @@ def build_daily_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         model_registry: ModelRegistry,
         metrics_db: MetricsDB,
         reports: ReportStore,
+        trip_source: TripSource,
     ):
         threshold = spec.drift_threshold()
+        zones = trip_source.zone_lookup()
+        min_rows = spec.monitoring.segment_min_rows
         bundles = BundleCache(model_registry, spec)
         rows: list[DailyMetrics] = []
         days = list(context.partition_keys)
@@ -145,8 +159,17 @@ def build_daily_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             figures, snapshot = E.compute(
                 frame, bundles.reference(version), bundle.features, spec.drift_method, threshold
             )
+            segments = segment_rows(
+                day_segments(frame, spec.monitoring.segments, zones, bundle.info.holdout_segments), version
+            )
             report = (
-                reports.save(snapshot, spec.name, day, report_title(spec, day, version, figures, bundle))
+                reports.save(
+                    snapshot,
+                    spec.name,
+                    day,
+                    report_title(spec, day, version, figures, bundle),
+                    segments_html(segments, min_rows) if segments else None,
+                )
                 if snapshot is not None
                 else None
             )
@@ -162,7 +185,10 @@ def build_daily_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 shadow_figures(frame),
             )
             rows.append(row)
-            context.add_asset_metadata(day_metadata(row, report, reports), partition_key=day)
+            md = day_metadata(row, report, reports)
+            if segments:
+                md["segments"] = dg.MetadataValue.md(segments_markdown(segments, min_rows=min_rows))
+            context.add_asset_metadata(md, partition_key=day)
             context.log.info(
                 "drift %s (%d/%d): %s, rmse %s (x%s) on %d rows, model v%s",
                 day,
@@ -174,7 +200,8 @@ def build_daily_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 row.n_rows,
                 version,
             )
-            return pd.DataFrame([row.as_dict()])
+            # The segment rows ride with the day's row to dummy_metrics, which writes both.
+            return pd.DataFrame([{**row.as_dict(), SEGMENTS: json.dumps(segments)}])
 
         # The days' materializations first (stored, and so computed, one day at a time), then
         # each judged day's checks on its partition.
@@ -196,7 +223,8 @@ def build_dummy_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "The day's row in table `dummy_metrics` of the metrics DB (METRICS_DATABASE_URL; "
             "SQLite by default), upserted on (model_name, timestamp) in one transaction for the "
             "whole run: re-materializing leaves exactly one row per model and day. Grafana and "
-            "the drift alert sensor read it."
+            "the drift alert sensor read it. In the same transaction, the day's rows of table "
+            "`segment_metrics` (one per dimension and segment) replace the day's earlier ones."
         ),
         **common_args(spec),
     )
@@ -206,13 +234,18 @@ def build_dummy_metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         metrics_db: MetricsDB,
     ) -> dg.MaterializeResult:
         computed_at = utcnow()
-        rows = [
-            DailyMetrics.from_mapping(drift_metrics[day].iloc[0].to_dict()).replace(
+        rows, segments = [], {}
+        for day in context.partition_keys:
+            stored = drift_metrics[day].iloc[0].to_dict()
+            row = DailyMetrics.from_mapping(stored).replace(
                 computed_at=computed_at, dagster_run_id=context.run.run_id
             )
-            for day in context.partition_keys
-        ]
-        written = DailyMetricsStore(metrics_db).upsert(rows)
+            rows.append(row)
+            # A day stored before segments existed has none (its old segment rows are kept).
+            if isinstance(stored.get(SEGMENTS), str):
+                day_rows = json.loads(stored[SEGMENTS])
+                segments[row.timestamp] = [{**r, "computed_at": computed_at} for r in day_rows]
+        written = DailyMetricsStore(metrics_db).upsert(rows, segments=segments)
         for row in rows:
             context.add_asset_metadata(
                 table_row_metadata(row), partition_key=row.timestamp.date().isoformat()

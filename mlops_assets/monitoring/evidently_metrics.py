@@ -210,7 +210,7 @@ def compute(
     return metrics, snapshot
 
 
-def save_html(snapshot, path: Path, title: str | None = None) -> Path:
+def save_html(snapshot, path: Path, title: str | None = None, appendix: str | None = None) -> Path:
     """Write the report as HTML next to one shared copy of Evidently's JS library.
 
     Evidently's ``save_html`` embeds its 3.6 MB JS bundle in every file; a month of daily
@@ -226,6 +226,8 @@ def save_html(snapshot, path: Path, title: str | None = None) -> Path:
         html = snapshot.get_html_str(as_iframe=False)
     if title:  # the browser tab and the bookmark name say which day and model this is
         html = html.replace("<head>", f"<head>\n    <title>{escape(title, quote=False)}</title>", 1)
+    if appendix:  # a section of our own (the day's segments) after Evidently's
+        html = html.replace("</body>", appendix + "\n</body>", 1) if "</body>" in html else html + appendix
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
     return path

@@ -13,8 +13,7 @@ matplotlib.use("Agg")  # before pyplot: no display here, and no GUI backend in a
 
 import matplotlib.pyplot as plt
 
-from mlops_assets.alerting.incident_store import IncidentStore
-from mlops_assets.alerting.store import AlertStore
+from mlops_assets.alerting.store import AlertStore, IncidentStore
 from mlops_assets.lib.days import gaps
 from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring.store import DailyMetricsStore

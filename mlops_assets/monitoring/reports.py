@@ -37,5 +37,8 @@ class ReportStore(dg.ConfigurableResource):
         partial.replace(path)
         return path
 
-    def save(self, snapshot, model_name: str, day: str, title: str | None = None) -> Path:
-        return E.save_html(snapshot, self.path_for(model_name, day), title)
+    def save(
+        self, snapshot, model_name: str, day: str, title: str | None = None, appendix: str | None = None
+    ) -> Path:
+        """The day's report; ``appendix``: HTML appended after Evidently's (its segments)."""
+        return E.save_html(snapshot, self.path_for(model_name, day), title, appendix)

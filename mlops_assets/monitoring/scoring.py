@@ -14,6 +14,7 @@ from mlops_assets.training.registry_resource import ModelRegistry
 from mlops_assets.training.store import TimelineStore
 from mlops_core.bundle import PREDICTION, ModelBundle
 from mlops_core.schema import DURATION, PICKUP
+from mlops_core.segments import source_columns
 from mlops_core.specs import ModelSpec
 
 MODEL_VERSION = "model_version"
@@ -90,10 +91,17 @@ def score_day(
     version: str,
     shadow: tuple[ModelBundle, str] | None = None,
 ) -> pd.DataFrame:
-    """The day's trips with the model's ``prediction`` (NaN where not scorable) and version;
+    """The day's trips (features, segments' source columns) with the model's ``prediction``
+    (NaN where not scorable) and version;
     with ``shadow`` (a previous champion and its version) its predictions on the same trips
     too (``shadow_prediction``, ``shadow_version``)."""
-    frame = trips[[PICKUP, *spec.feature_columns, DURATION]].copy()
+    segment_columns = [
+        c
+        for c in source_columns(spec.monitoring.segments)
+        if c in trips and c not in (PICKUP, *spec.feature_columns)
+    ]
+    # The segments' source columns ride along (zones, distance) for the day's segment figures.
+    frame = trips[[PICKUP, *spec.feature_columns, *segment_columns, DURATION]].copy()
     frame[PREDICTION] = bundle.predict(frame)
     frame[MODEL_VERSION] = version
     if shadow is not None:

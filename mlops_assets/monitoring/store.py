@@ -1,4 +1,5 @@
-"""Table ``dummy_metrics`` and its repository: one ``DailyMetrics`` row per model and day.
+"""Table ``dummy_metrics`` and its repository: one ``DailyMetrics`` row per model and day;
+table ``segment_metrics`` beside it: the day's error per segment (``mlops_core.segments``).
 
 The table's columns are ``mlops_core.daily_metrics.DailyMetrics``' fields (plus ``id``);
 its schema in the database is Alembic's (``lib/storage/migrations``), and a test checks that
@@ -53,13 +54,16 @@ class DailyMetricsStore:
     def __init__(self, db: MetricsDB):
         self.db = db
 
-    def upsert(self, rows: Iterable[DailyMetrics]) -> int:
-        """Insert or replace the rows for (model_name, timestamp), all in one transaction."""
+    def upsert(self, rows: Iterable[DailyMetrics], segments: dict[datetime, list[dict]] | None = None) -> int:
+        """Insert or replace the rows for (model_name, timestamp), all in one transaction; with
+        ``segments`` (day -> its segment rows), the days' ``segment_metrics`` in the same one."""
         values = [row.as_dict() for row in rows]
         if not values:
             return 0
         with self.db.transaction() as conn:
             conn.execute(upsert_statement(self.db.engine(), dummy_metrics, values, KEY))
+            if segments is not None:
+                SegmentMetricsStore(self.db).replace_days(conn, values[0]["model_name"], segments)
         return len(values)
 
     def rows(
@@ -142,3 +146,65 @@ class DailyMetricsStore:
         query = sa.select(dummy_metrics).where(*where).order_by(dummy_metrics.c.timestamp)
         with self.db.transaction() as conn:
             return [DailyMetrics.from_mapping(dict(r._mapping)) for r in conn.execute(query)]
+
+
+SEGMENT_KEY = ("model_name", "timestamp", "dimension", "segment")
+segment_metrics = sa.Table(
+    "segment_metrics",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(100), nullable=False),
+    sa.Column("timestamp", sa.DateTime(), nullable=False, doc="the monitored day (00:00, New York)"),
+    sa.Column("dimension", sa.String(32), nullable=False, doc="pickup_borough, hour_band, ..."),
+    sa.Column("segment", sa.String(64), nullable=False, doc="Queens, evening rush (16-20h), ..."),
+    sa.Column("model_version", sa.String(50), doc="the model version in effect that day"),
+    sa.Column("n_rows", sa.Integer(), nullable=False, doc="the segment's trips that day"),
+    sa.Column("n_scored", sa.Integer(), nullable=False, doc="of which the model scored"),
+    sa.Column("rmse", sa.Float(), doc="RMSE over the segment's scored trips, minutes"),
+    sa.Column("mae", sa.Float()),
+    sa.Column("mean_error", sa.Float(), doc="mean of prediction minus actual, minutes"),
+    sa.Column("holdout_rmse", sa.Float(), doc="the model's RMSE on this segment of its holdout"),
+    sa.Column("error_share", sa.Float(), doc="the segment's share of the day's squared error"),
+    sa.Column("excess_share", sa.Float(), doc="its share of the squared error above the holdout's"),
+    sa.Column("computed_at", sa.DateTime(), nullable=False),
+    sa.UniqueConstraint(*SEGMENT_KEY, name="uq_segment_metrics_key"),
+)
+SEGMENT_COLUMNS = tuple(c.name for c in segment_metrics.columns if c.name != "id")
+
+
+class SegmentMetricsStore:
+    """The ``segment_metrics`` rows of the metrics DB ``db``: per model, day and segment."""
+
+    def __init__(self, db: MetricsDB):
+        self.db = db
+
+    def replace_days(self, conn: sa.Connection, model_name: str, days: dict[datetime, list[dict]]) -> int:
+        """The segment rows of each of ``days`` replace whatever the model had for that day
+        (in the caller's transaction): re-materializing a day leaves exactly its rows, and a
+        segment that had trips before and has none now is not left behind."""
+        if not days:
+            return 0
+        conn.execute(
+            sa.delete(segment_metrics).where(
+                segment_metrics.c.model_name == model_name, segment_metrics.c.timestamp.in_(list(days))
+            )
+        )
+        values = [
+            {c: row.get(c) for c in SEGMENT_COLUMNS} | {"model_name": model_name, "timestamp": day}
+            for day, rows in days.items()
+            for row in rows
+        ]
+        if values:
+            conn.execute(sa.insert(segment_metrics), values)
+        return len(values)
+
+    def rows(self, model_name: str, start: datetime | None = None, end: datetime | None = None) -> list[dict]:
+        """The model's segment rows, by day, dimension and segment; optionally days in [start, end)."""
+        query = sa.select(segment_metrics).where(segment_metrics.c.model_name == model_name)
+        if start is not None:
+            query = query.where(segment_metrics.c.timestamp >= start)
+        if end is not None:
+            query = query.where(segment_metrics.c.timestamp < end)
+        order = (segment_metrics.c.timestamp, segment_metrics.c.dimension, segment_metrics.c.segment)
+        with self.db.transaction() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(*order))]

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import constants as C
+from mlops_assets.data.sources import TripSource
 from mlops_assets.keys import model_key, trips_key
 from mlops_assets.lib.io import DayFrames
 from mlops_assets.lib.storage.engine import MetricsDB
@@ -89,12 +90,13 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         trips: DayFrames,
         model_registry: ModelRegistry,
         metrics_db: MetricsDB,
+        trip_source: TripSource,
     ) -> dg.MaterializeResult:
         frames = [f for f in trips.values() if len(f)]
         if not frames:
             raise M.TrainingError(f"{spec.name}: no trips in {context.partition_key[:7]}")
         month = pd.concat(frames, ignore_index=True)
-        bundle, holdout_rows = M.train_on_month(spec, month)
+        bundle, holdout_rows = M.train_on_month(spec, month, zones=trip_source.zone_lookup())
         registered = model_registry.register(
             bundle,
             artifact=spec.training.artifact,

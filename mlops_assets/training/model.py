@@ -15,6 +15,7 @@ from mlops_core import features as feats
 from mlops_core.bundle import PREDICTION, ModelBundle, ModelInfo, Scores, clip_to
 from mlops_core.features import Features
 from mlops_core.schema import DURATION, PICKUP
+from mlops_core.segments import ZoneLookup, holdout_segments, tlc_zones
 from mlops_core.specs import ALGORITHMS, Bounds, ModelSpec
 
 # training.algorithm -> the scikit-learn estimator class (the spec validator checks its params)
@@ -122,8 +123,11 @@ def train(
     holdout_rows: pd.DataFrame,
     *,
     min_rows: int = 10,
+    zones: ZoneLookup | None = None,
 ) -> ModelBundle:
-    """Fit the spec's pipeline on ``train_rows`` and score it on ``holdout_rows``."""
+    """Fit the spec's pipeline on ``train_rows`` and score it on ``holdout_rows``; the holdout's
+    RMSE per segment (the spec's ``monitoring.segments``, boroughs through ``zones``, the TLC's
+    lookup by default) is stored with it for monitoring's segment figures."""
     features = spec.features
     fit_rows = train_rows[feats.scorable(train_rows, features)]
     eval_rows = holdout_rows[feats.scorable(holdout_rows, features)]
@@ -160,14 +164,19 @@ def train(
     reference = reference_frame(features, eval_rows, pred_hold, spec.monitoring.reference_rows)
     info.n_reference = len(reference)
     info.n_columns = len(pipeline.steps[0][1].vocabulary_)
+    info.holdout_segments = holdout_segments(
+        eval_rows, pred_hold, spec.monitoring.segments, zones if zones is not None else tlc_zones()
+    )
     return ModelBundle(pipeline, info, reference)
 
 
-def train_on_month(spec: ModelSpec, month_rows: pd.DataFrame) -> tuple[ModelBundle, pd.DataFrame]:
+def train_on_month(
+    spec: ModelSpec, month_rows: pd.DataFrame, zones: ZoneLookup | None = None
+) -> tuple[ModelBundle, pd.DataFrame]:
     """The spec's model on a month of trips: the first ``train_fraction`` (by pickup time)
     trains, the rest is the holdout. Returns the bundle and the holdout rows."""
     train_rows, holdout_rows = split_by_time(month_rows, spec.training.train_fraction)
-    return train(spec, train_rows, holdout_rows), holdout_rows
+    return train(spec, train_rows, holdout_rows, zones=zones), holdout_rows
 
 
 def score(bundle: ModelBundle, rows: pd.DataFrame) -> Scores:

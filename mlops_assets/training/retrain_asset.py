@@ -152,7 +152,7 @@ def build_retrain_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         }
         try:
             train_rows, holdout_rows = window_rows(spec, trips)
-            bundle = M.train(spec, train_rows, holdout_rows, min_rows=1)
+            bundle = M.train(spec, train_rows, holdout_rows, min_rows=1, zones=trip_source.zone_lookup())
         except (RetrainRefused, M.TrainingError) as exc:
             # A decision, not a fault: nothing to train on; recorded, and the run succeeds.
             reason = str(exc)

@@ -80,11 +80,21 @@ def label_of(spec: ModelSpec, breach: dict) -> str:
     return rule.label() if rule else breach["rule"]
 
 
+def latest_breach(spec: ModelSpec, breaches: list[dict]) -> dict:
+    """The latest breach day's breach; of several rules breaching that day, the one the spec
+    lists first (the original drift rule before the quality rule): what a request names."""
+    order = {r.id: i for i, r in enumerate(spec.monitoring.rules)}
+    last_day = max(b["timestamp"] for b in breaches)
+    return min(
+        (b for b in breaches if b["timestamp"] == last_day), key=lambda b: order.get(b["rule"], len(order))
+    )
+
+
 def decide(spec: ModelSpec, now: Situation) -> Retrain | Wait:
     if not now.breaches or not now.scored:
         return Wait("")
     at_once = {r.id for r in spec.monitoring.rules if r.retrain == "at_once"}
-    latest = now.breaches[-1]
+    latest = latest_breach(spec, now.breaches)
     if latest["rule"] in at_once:
         return _at_once(spec, now, latest)
     waiting = [b for b in now.breaches if b["rule"] not in at_once]
@@ -149,7 +159,7 @@ def _for_episode(spec: ModelSpec, now: Situation, episode: Episode, breaches: li
     refusal = foreseen_refusal(spec, now.scored, first, today)
     if refusal:
         return Wait(f"{what}: {refusal}; waiting for more data")
-    breach = breaches[-1]
+    breach = latest_breach(spec, breaches)
     attempt = len(tried) + 1
     note = (
         f"{what}: requested retrain attempt {attempt} on {first} .. {today} "
@@ -184,7 +194,7 @@ def _refresh(spec, now, episode, tried, promoted, today, breaches) -> Retrain | 
     refusal = foreseen_refusal(spec, now.scored, first, today)
     if refusal:
         return Wait(f"{done}; the refresh waits: {refusal}")
-    breach = breaches[-1]
+    breach = latest_breach(spec, breaches)
     note = f"{done}; requested its refresh (attempt {len(tried) + 1}) on {first} .. {today}, after the change"
     return Retrain(spec.name, today, breach, note, episode.start, len(tried) + 1, episode.start)
 

@@ -39,7 +39,7 @@ import yaml
 from mlops_assets import constants as C
 from mlops_assets.alerting.messages import breach_line
 from mlops_assets.alerting.sensor import sensor_name
-from mlops_assets.alerting.store import AlertStore
+from mlops_assets.alerting.store import AlertStore, IncidentStore
 from mlops_assets.definitions import build_defs
 from mlops_assets.lib.storage.engine import MetricsDB
 from mlops_assets.monitoring.store import DailyMetricsStore
@@ -173,7 +173,9 @@ def test_dashboards_have_uids_unique_panel_ids_and_the_model_variable():
 def test_every_query_filters_by_time_range_and_model(qid):
     (_, _, kind, title, target) = next(q for q in queries() if q[0] == qid)
     sql = target["rawSql"]
-    assert "$__timeFilter(" in sql, f"{kind} {title} ignores the time range"
+    # a point in the range, or (a region: an incident) a span overlapping it
+    in_range = "$__timeFilter(" in sql or ("$__timeFrom()" in sql and "$__timeTo()" in sql)
+    assert in_range, f"{kind} {title} ignores the time range"
     assert "'${model}'" in sql or "'$model'" in sql, f"{kind} {title} ignores the model variable"
     assert target["format"] in ("time_series", "table")
     if target["format"] == "time_series":
@@ -238,12 +240,14 @@ def backfill(trained_home, trip_data_dir, tmp_path_factory):
             evaluation = sensor(context)
         rows = pd.DataFrame([r.as_dict() for r in DailyMetricsStore(metrics).rows(spec.name)])
         alerts = pd.DataFrame(AlertStore(metrics).all(spec.name))
+        incidents = pd.DataFrame(IncidentStore(metrics).all(spec.name))
         outbox = sorted((home / "outbox").glob("*.eml"))
         yield {
             "db": databases,
             "spec": spec,
             "rows": rows,
             "alerts": alerts,
+            "incidents": incidents,
             "timeline": TimelineStore(metrics).entries(spec.name),
             "evaluation": evaluation,
             "outbox": outbox,
@@ -278,7 +282,8 @@ def expected_quality_breaches(backfill) -> list:
 def email_lines(backfill) -> list[str]:
     (path,) = backfill["outbox"]
     message = message_from_bytes(path.read_bytes(), policy=policy.default)
-    return [line for line in message.get_body().get_content().splitlines() if line.startswith("Threshold")]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    return [line for line in text.splitlines() if line.startswith("Threshold")]
 
 
 def model_values(backfill) -> list[str]:
@@ -385,6 +390,17 @@ def test_every_query_returns_what_its_panel_needs(backfill, qid):
             == len(expected_quality_breaches(backfill))
             and f["tags"].str.startswith("alert,").all()
         ),
+        # one region per incident, from its first breach day to the end of its last day (or of
+        # the day it resolved), its state and worst value in the text
+        "Incidents": lambda f: (
+            len(f) == len(backfill["incidents"]) >= 1
+            and sorted(pd.to_datetime(f["time"]).dt.date) == sorted(backfill["incidents"]["opened_day"])
+            and (pd.to_datetime(f["timeEnd"]) > pd.to_datetime(f["time"])).all()
+            and f["text"]
+            .str.match(r"Incident #\d+ \[(FIRING|RESOLVED)\] (prediction_drift|rmse_ratio) > ")
+            .all()
+            and f["tags"].str.startswith("incident,").all()
+        ),
         "RMSE vs holdout RMSE": lambda f: (
             list(f.columns) == ["time", "RMSE", "MAE", "holdout RMSE"]
             and f["RMSE"].tolist() == rows["rmse"].tolist()
@@ -400,6 +416,11 @@ def test_every_query_returns_what_its_panel_needs(backfill, qid):
             list(f.columns) == ["time", "rmse ratio"]
             and f["rmse ratio"].tolist() == rows["rmse_ratio"].tolist()
             and (f["rmse ratio"] - rows["rmse"] / v1["holdout_rmse"]).abs().max() < 1e-12
+        ),
+        "RMSE by drop-off borough": lambda f: (
+            list(f.columns) == ["time", "metric", "value"]
+            and {"Bronx", "Brooklyn", "Manhattan", "Queens"} <= set(f["metric"])
+            and (f["value"] > 0).all()
         ),
     }
     check = expected.get(f"{title} (annotation)" if kind == "annotation" and title == "Alerts" else title)
