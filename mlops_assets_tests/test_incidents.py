@@ -293,6 +293,7 @@ def test_existing_alerts_migrate_into_incidents_without_anything_sent_again(
     assert [c.split(":")[0] for c in changes] == [
         "applied revision 0003_incidents",
         "applied revision 0004_segment_metrics",
+        "applied revision 0005_ops_notices",
     ]
     store = IncidentStore(db)
     # 2-4 (quiet 5-7), 15-16 (quiet 17-19), 20: three episodes
