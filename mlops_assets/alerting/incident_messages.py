@@ -72,7 +72,8 @@ def figures(row: DailyMetrics | None) -> str:
 def drifted(row: DailyMetrics | None) -> str:
     if row is None or row.drifted_columns is None:
         return "drifted columns: not computed"
-    return f"drifted columns: {row.drifted_columns.replace(',', ', ') or 'none'}"
+    names = [name.strip() for name in row.drifted_columns.split(",") if name.strip()]
+    return f"drifted columns: {', '.join(names) or 'none'}"
 
 
 def day_links(spec: ModelSpec, day: date, version: str | None, links: Links) -> list[str]:
