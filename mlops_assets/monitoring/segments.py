@@ -98,7 +98,8 @@ HEADER = (
 
 def _cells(row: dict) -> list[str]:
     def share(value):
-        return "" if value is None else f"{value * 100:.1f} %"
+        # a no-break space: the UI's table wraps "43.3 %" at a plain one
+        return "" if value is None else f"{value * 100:.1f}\u00a0%"
 
     return [
         row["dimension"],

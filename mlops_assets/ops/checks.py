@@ -80,7 +80,16 @@ def check_evaluation(asset_key: dg.AssetKey, result: Freshness, policy: OpsPolic
 
 
 def build_freshness_checks(specs: list[ModelSpec]) -> list[dg.AssetChecksDefinition]:
-    specs_by_key = [dg.AssetCheckSpec(C.CHECK_FRESHNESS, asset=k(s)) for s in specs for k in WATCHED]
+    description = (
+        "Every day of the last FRESHNESS_WINDOW_DAYS monitored by FRESHNESS_DEADLINE (UTC) the day "
+        "after; not judged on an instance that only replays history (README, Platform alerts). "
+        "ops_freshness_watch evaluates it every minute and emails a late day once."
+    )
+    specs_by_key = [
+        dg.AssetCheckSpec(C.CHECK_FRESHNESS, asset=k(s), description=description)
+        for s in specs
+        for k in WATCHED
+    ]
     if not specs_by_key:
         return []
 
