@@ -133,8 +133,7 @@ class AlertStore:
             )
             .order_by(alerts_table.c.timestamp, alerts_table.c.rule)
         )
-        with self.db.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self.db.mappings(query)
 
 
 OPEN, RESOLVED = "open", "resolved"
@@ -210,8 +209,7 @@ class IncidentStore:
             )
             .order_by(alerts_table.c.timestamp)
         )
-        with self.db.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self.db.mappings(query)
 
     def alerts_of(self, incident_id: int) -> list[dict]:
         query = (
@@ -219,8 +217,7 @@ class IncidentStore:
             .where(alerts_table.c.incident_id == incident_id)
             .order_by(alerts_table.c.timestamp)
         )
-        with self.db.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self.db.mappings(query)
 
     def save(self, model_name: str, incidents: list[dict], assigned: dict[int, dict]) -> None:
         """Insert the new incidents (no ``id``) and update the others' state, then point each

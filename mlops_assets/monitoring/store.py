@@ -206,5 +206,4 @@ class SegmentMetricsStore:
         if end is not None:
             query = query.where(segment_metrics.c.timestamp < end)
         order = (segment_metrics.c.timestamp, segment_metrics.c.dimension, segment_metrics.c.segment)
-        with self.db.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.order_by(*order))]
+        return self.db.mappings(query.order_by(*order))

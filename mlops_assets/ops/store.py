@@ -87,12 +87,10 @@ class NoticeStore:
     def pending(self) -> list[dict]:
         """The notices not emailed yet, oldest first."""
         query = sa.select(ops_notices).where(ops_notices.c.status == "pending").order_by(ops_notices.c.id)
-        with self.db.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self.db.mappings(query)
 
     def all(self) -> list[dict]:
-        with self.db.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(ops_notices).order_by(ops_notices.c.id))]
+        return self.db.mappings(sa.select(ops_notices).order_by(ops_notices.c.id))
 
     def mark(self, ids: list[int], *, sent: bool, message_id: str | None = None, error: str | None = None):
         """One more attempt at emailing ``ids``: sent (with the message's id), or failed."""

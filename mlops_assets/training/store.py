@@ -120,8 +120,7 @@ class TimelineStore:
             .where(model_timeline.c.model_name == model_name)
             .order_by(model_timeline.c.effective_from)
         )
-        with self.db.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self.db.mappings(query)
 
 
 class DecisionStore:
@@ -158,8 +157,7 @@ class DecisionStore:
         query = sa.select(model_decisions).where(
             model_decisions.c.model_name == model_name, model_decisions.c.notify_status == "pending"
         )
-        with self.db.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.order_by(model_decisions.c.id))]
+        return self.db.mappings(query.order_by(model_decisions.c.id))
 
     def mark(self, ids: list[int], *, sent: bool, message_id: str | None = None, error: str | None = None):
         values = {"notify_attempts": model_decisions.c.notify_attempts + 1, "last_error": error}

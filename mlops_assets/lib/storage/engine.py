@@ -292,6 +292,11 @@ class MetricsDB(dg.ConfigurableResource):
             )
         return f"no other session holds a lock on {', '.join(tables)} any more (released since)"
 
+    def mappings(self, query: sa.Select) -> list[dict]:
+        """The rows of ``query`` as dicts of their columns, read in one transaction."""
+        with self.transaction() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """One transaction: committed when the block ends, rolled back whole on any error."""
